@@ -1,0 +1,21 @@
+"""Test-suite wide setup. The plugin itself (and its fixtures) load through the pytest11 entry
+point of the installed package; this file only keeps the environment of one test from leaking
+into another."""
+
+from __future__ import annotations
+
+import pytest
+
+OOMPA_ENV = (
+    "OOMPA_RUNS_DIR",
+    "RUNS_DIR",
+    "OOMPA_FAKE_SCENARIO",
+    "OOMPA_FAKE_LOG",
+    "OOMPA_FAKE_STATE",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_oompa_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in OOMPA_ENV:
+        monkeypatch.delenv(name, raising=False)
