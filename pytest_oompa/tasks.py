@@ -85,15 +85,19 @@ class TaskQueue:
             if not valid_task_id(task_id):
                 invalid.append(task_id)
                 continue
-            try:
-                os.rename(self._file("pending", task_id), self._file("current", task_id))
-            except FileNotFoundError:
-                exists = any(self._file(s, task_id).exists() for s in ("current", "complete"))
-                (taken if exists else missing).append(task_id)
-                continue
+            # Rename and owner in one step: adopt_unowned must never see the task in
+            # current/ without its owner. (The rename alone decides between processes.)
             with self._lock:
-                self._owners[task_id] = worker_id
-            claimed.append(task_id)
+                try:
+                    os.rename(self._file("pending", task_id), self._file("current", task_id))
+                except FileNotFoundError:
+                    pass
+                else:
+                    self._owners[task_id] = worker_id
+                    claimed.append(task_id)
+                    continue
+            exists = any(self._file(s, task_id).exists() for s in ("current", "complete"))
+            (taken if exists else missing).append(task_id)
         return ClaimResult(tuple(claimed), tuple(taken), tuple(missing), tuple(invalid))
 
     def adopt_unowned(self, worker_id: str) -> list[str]:

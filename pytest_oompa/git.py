@@ -1,0 +1,248 @@
+"""Git, as the engine uses it: real ``git`` subprocesses, no shell, a few narrow functions.
+
+Three facts shape this module:
+- ``git worktree add/remove`` on one repo can fail spuriously when run concurrently
+  (``failed to read .git/worktrees/.../commondir``); oompa loses iterations to it. Every
+  worktree and branch operation here holds one repo-wide lock (threads *and* processes) and
+  retries the known transient failures.
+- The merge into ``main`` is serialized across every worker and every swarm process on the
+  repo (the same kind of lock), and a merge that fails is aborted and reported, never counted.
+- Diffs are taken against the merge base (``main...HEAD``): ``main`` moves while a worker runs,
+  and a two-dot diff would show other workers' merged changes as this worker's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+MAIN = "main"
+_TRANSIENT = re.compile(
+    r"commondir|index\.lock|could not lock|cannot lock ref|Unable to create .*\.lock|"
+    r"unable to create directory|File exists",
+    re.IGNORECASE,
+)
+_BASE_ENV = {"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"}
+# Used only when the repo has no identity of its own (a fresh CI machine): framework commits
+# (auto-commit of a worktree, merge commits) must never fail for want of a name.
+FALLBACK_IDENTITY = {
+    "GIT_AUTHOR_NAME": "oompa",
+    "GIT_AUTHOR_EMAIL": "oompa@localhost",
+    "GIT_COMMITTER_NAME": "oompa",
+    "GIT_COMMITTER_EMAIL": "oompa@localhost",
+}
+
+
+class GitError(Exception):
+    def __init__(self, args: list[str], cwd: Path, returncode: int, stderr: str) -> None:
+        self.git_args = args
+        self.returncode = returncode
+        self.stderr = stderr.strip()
+        super().__init__(f"git {' '.join(args)} (in {cwd}) failed ({returncode}): {self.stderr}")
+
+
+@dataclass(frozen=True)
+class Worktree:
+    path: Path
+    branch: str
+    name: str  # w0-i3
+
+
+class RepoLock:
+    """A lock held by one thread of one process at a time, on one repo.
+
+    ``filelock`` gives the cross-process part (flock on a file in .git); the threading lock in
+    front keeps threads of this process from queueing on the file descriptor.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._thread_lock = threading.Lock()
+        self._file_lock = FileLock(str(path), thread_local=False)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock, self._file_lock:
+            yield
+
+
+class Repo:
+    """The project repository: the root working tree on ``main`` plus iteration worktrees."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self._env = {**os.environ, **_BASE_ENV}
+        self.calls = 0  # git spawns, for benchmarks and tests
+        self._git_dir: Path | None = None
+        self._worktree_lock: RepoLock | None = None
+        self._merge_lock: RepoLock | None = None
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
+        where = cwd or self.root
+        self.calls += 1
+        proc = subprocess.run(
+            ["git", *args],
+            cwd=where,
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            errors="replace",
+        )
+        if check and proc.returncode != 0:
+            raise GitError(list(args), where, proc.returncode, proc.stderr or proc.stdout)
+        return proc.stdout
+
+    @property
+    def git_dir(self) -> Path:
+        if self._git_dir is None:
+            out = self.git("rev-parse", "--absolute-git-dir").strip()
+            self._git_dir = Path(out)
+        return self._git_dir
+
+    def _lock(self, name: str) -> RepoLock:
+        return RepoLock(self.git_dir / f"oompa-{name}.lock")
+
+    @property
+    def worktree_lock(self) -> RepoLock:
+        if self._worktree_lock is None:
+            self._worktree_lock = self._lock("worktree")
+        return self._worktree_lock
+
+    @property
+    def merge_lock(self) -> RepoLock:
+        if self._merge_lock is None:
+            self._merge_lock = self._lock("merge")
+        return self._merge_lock
+
+    def use_fallback_identity_if_needed(self) -> bool:
+        """Give framework commits an identity when git has none configured; True if it did."""
+        if self.git("config", "user.email", check=False).strip():
+            return False
+        self._env.update(FALLBACK_IDENTITY)
+        return True
+
+    @property
+    def env(self) -> dict[str, str]:
+        return dict(self._env)
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def is_repo(self) -> bool:
+        try:
+            top = self.git("rev-parse", "--show-toplevel").strip()
+        except (GitError, OSError):
+            return False
+        return Path(top).resolve() == self.root
+
+    def has_branch(self, branch: str) -> bool:
+        return bool(
+            self.git("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False)
+        )
+
+    def current_branch(self) -> str:
+        return self.git("symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
+
+    def head(self, ref: str = "HEAD", cwd: Path | None = None) -> str:
+        return self.git("rev-parse", ref, cwd=cwd).strip()
+
+    def dirty_paths(self, cwd: Path | None = None, *paths: str) -> list[str]:
+        out = self.git("status", "--porcelain", "--untracked-files=all", "--", *paths, cwd=cwd)
+        return [line[3:] for line in out.splitlines() if line.strip()]
+
+    def exclude(self, *patterns: str) -> None:
+        """Add patterns to .git/info/exclude (once each): ignored locally, nothing committed."""
+        path = self.git_dir / "info" / "exclude"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        existing = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        missing = [p for p in patterns if p not in existing]
+        if missing:
+            with path.open("a", encoding="utf-8") as fh:
+                if existing and existing[-1] != "":
+                    fh.write("\n")
+                fh.write("# pytest-oompa\n" + "".join(f"{p}\n" for p in missing))
+
+    # -- worktrees -----------------------------------------------------------------------------
+
+    def _with_retries(self, *args: str, attempts: int = 6) -> str:
+        """Run a worktree/branch command under the repo lock, retrying transient failures."""
+        delay = 0.02
+        for attempt in range(attempts):
+            try:
+                with self.worktree_lock.held():
+                    return self.git(*args)
+            except GitError as exc:
+                if attempt == attempts - 1 or not _TRANSIENT.search(exc.stderr):
+                    raise
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    def add_worktree(self, worker_id: str, iteration: int) -> Worktree:
+        name = f"{worker_id}-i{iteration}"
+        wt = Worktree(self.root / f".{name}", f"oompa/{name}", name)
+        try:
+            self._with_retries("worktree", "add", "-q", "-b", wt.branch, str(wt.path), MAIN)
+        except GitError as exc:
+            if "already exists" not in exc.stderr:
+                raise
+            # A stale worktree or branch from a killed run: remove it, then try once more.
+            self.remove_worktree(wt)
+            self._with_retries("worktree", "add", "-q", "-b", wt.branch, str(wt.path), MAIN)
+        return wt
+
+    def remove_worktree(self, wt: Worktree) -> None:
+        """Remove the worktree and its branch; tolerant of either being gone already."""
+        with self.worktree_lock.held():
+            if wt.path.exists():
+                self.git("worktree", "remove", "--force", "--force", str(wt.path), check=False)
+            if wt.path.exists():  # not a registered worktree (half-made): plain delete
+                import shutil
+
+                shutil.rmtree(wt.path, ignore_errors=True)
+                self.git("worktree", "prune", check=False)
+            self.git("branch", "-D", "-q", wt.branch, check=False)
+
+    # -- work in a worktree ----------------------------------------------------------------------
+
+    def commit_all(self, wt: Worktree, message: str) -> bool:
+        """Commit whatever is uncommitted in the worktree; False if there was nothing."""
+        if not self.git("status", "--porcelain", cwd=wt.path).strip():
+            return False
+        self.git("add", "-A", cwd=wt.path)
+        self.git("commit", "-q", "--no-verify", "-m", message, cwd=wt.path)
+        return True
+
+    def changed_files(self, wt: Worktree) -> list[str]:
+        out = self.git("diff", "--name-only", f"{MAIN}...HEAD", cwd=wt.path)
+        return [line for line in out.splitlines() if line]
+
+    def commits_ahead(self, wt: Worktree) -> int:
+        return int(self.git("rev-list", "--count", f"{MAIN}..HEAD", cwd=wt.path).strip() or 0)
+
+    def diff_text(self, wt: Worktree) -> str:
+        return self.git("diff", f"{MAIN}...HEAD", cwd=wt.path)
+
+    # -- merge ---------------------------------------------------------------------------------
+
+    def merge(self, wt: Worktree, message: str) -> str:
+        """Merge the worktree's branch into main (caller holds ``merge_lock``); return the new
+        main commit. On failure the merge is aborted, main and the root tree are left as they
+        were, and GitError carries git's own message."""
+        try:
+            self.git("merge", "--no-edit", "-m", message, wt.branch)
+        except GitError:
+            if (self.git_dir / "MERGE_HEAD").exists():
+                self.git("merge", "--abort", check=False)
+            raise
+        return self.head()

@@ -1,0 +1,138 @@
+"""Turns engine events into the five oompa contract artifacts under ``runs/{swarm-id}/``.
+
+The artifact store validates each document before its atomic write; this module only knows
+which engine facts go into which contract field.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pytest_oompa.artifacts import ArtifactStore, utc_now_iso
+from pytest_oompa.config import AgentSpec, SwarmConfig
+from pytest_oompa.results import IterationResult, ReviewRound, WorkerReport
+
+ERROR_SNIPPET = 200
+
+
+def _prompts(agent: AgentSpec) -> list[str]:
+    return [str(p) for p in agent.prompt_files]
+
+
+class Recorder:
+    def __init__(self, store: ArtifactStore, config: SwarmConfig) -> None:
+        self.store = store
+        self.config = config
+
+    @property
+    def run_dir(self) -> Path:
+        return self.store.run_dir
+
+    def run_started(self, started_at: str) -> Path:
+        c = self.config
+        return self.store.write_run(
+            {
+                "swarm-id": self.store.swarm_id,
+                "started-at": started_at,
+                "config-file": str(c.path),
+                "workers": [
+                    {
+                        "id": w.id,
+                        "harness": w.agent.harness,
+                        "model": w.agent.model,
+                        "reasoning": w.agent.reasoning,
+                        "iterations": w.iterations,
+                        "can-plan": w.can_plan,
+                        "prompts": _prompts(w.agent),
+                    }
+                    for w in c.workers
+                ],
+                "planner": c.planner
+                and {
+                    "harness": c.planner.agent.harness,
+                    "model": c.planner.agent.model,
+                    "prompts": _prompts(c.planner.agent),
+                    "max-pending": c.planner.max_pending,
+                },
+                "reviewer": c.reviewer
+                and {
+                    "harness": c.reviewer.harness,
+                    "model": c.reviewer.model,
+                    "prompts": _prompts(c.reviewer),
+                },
+            }
+        )
+
+    def review(self, worker_id: str, iteration: int, review: ReviewRound) -> Path:
+        return self.store.write_review(
+            {
+                "worker-id": worker_id,
+                "iteration": iteration,
+                "round": review.round,
+                "verdict": review.verdict,
+                "timestamp": utc_now_iso(),
+                "output": review.output,
+                "diff-files": list(review.diff_files),
+            }
+        )
+
+    def iteration(self, result: IterationResult) -> Path:
+        snippet = None
+        if result.error:
+            last = result.calls[-1] if result.calls else None
+            raw = (last.stdout_tail or last.stderr_tail) if last else ""
+            snippet = (f"{result.error}\n{raw}" if raw else result.error)[:ERROR_SNIPPET]
+        path = self.store.write_iteration(
+            {
+                "worker-id": result.worker_id,
+                "iteration": result.iteration,
+                "outcome": result.outcome.value,
+                "timestamp": result.finished_at,
+                "duration-ms": result.duration_ms,
+                "task-id": result.task_ids[0] if result.task_ids else None,
+                "recycled-tasks": list(result.recycled),
+                "error-snippet": snippet,
+                "review-rounds": result.review_rounds,
+                "metrics": result.metrics,
+            }
+        )
+        self.store.update_live_summary(
+            result.worker_id,
+            {**result.metrics, "iteration": result.iteration, "status": result.outcome.value},
+        )
+        return path
+
+    def summary(self, reports: Iterable[WorkerReport]) -> Path:
+        workers: list[dict[str, Any]] = []
+        for r in reports:
+            m = r.metrics
+            workers.append(
+                {
+                    "id": r.worker_id,
+                    "harness": r.harness,
+                    "model": r.model,
+                    "status": r.status.value,
+                    "completed": m.completed,
+                    "iterations": r.iterations,
+                    "merges": m.merges,
+                    "claims": m.claims,
+                    "rejections": m.rejections,
+                    "errors": m.errors,
+                    "recycled": m.recycled,
+                    "review-rounds-total": m.review_rounds_total,
+                }
+            )
+        return self.store.write_summary(
+            {
+                "swarm-id": self.store.swarm_id,
+                "finished-at": utc_now_iso(),
+                "total-workers": len(workers),
+                "total-completed": sum(w["completed"] for w in workers),
+                "total-iterations": sum(w["iterations"] for w in workers),
+                "status-counts": dict(Counter(w["status"] for w in workers)),
+                "workers": workers,
+            }
+        )

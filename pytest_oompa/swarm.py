@@ -1,0 +1,263 @@
+"""The swarm: preflight, the planner, every worker at once, and the end of the run.
+
+``Swarm`` is the engine's entry point and knows nothing of pytest: the plugin, the
+``oompa_swarm`` fixture and plain scripts all drive it the same way, and observe it through a
+``SwarmListener``. Workers are threads (their work is subprocesses, which release the GIL).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_oompa import paths
+from pytest_oompa.artifacts import ArtifactStore
+from pytest_oompa.calls import HarnessCaller
+from pytest_oompa.config import SwarmConfig
+from pytest_oompa.git import Repo
+from pytest_oompa.harnesses import HarnessRegistry
+from pytest_oompa.planner import run_planner
+from pytest_oompa.preflight import PreflightError, check_harnesses, check_repo, probe_models
+from pytest_oompa.procs import ProcessSupervisor
+from pytest_oompa.recorder import Recorder
+from pytest_oompa.results import (
+    IterationResult,
+    PlannerResult,
+    WorkerReport,
+)
+from pytest_oompa.tasks import TaskQueue
+from pytest_oompa.worker import SwarmContext, WorkerRunner, utc_now
+
+WORKTREE_PATTERN = "/.w*-i*/"
+
+
+def new_swarm_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+class SwarmListener:
+    """Observer of a running swarm. Called from worker threads: implementations must be
+    thread-safe and quick (hand the event to another thread if there is real work)."""
+
+    def planner_finished(self, result: PlannerResult) -> None:
+        pass
+
+    def iteration_finished(self, result: IterationResult) -> None:
+        pass
+
+    def worker_finished(self, report: WorkerReport) -> None:
+        pass
+
+    def swarm_finished(self, result: SwarmResult) -> None:
+        pass
+
+
+@dataclass
+class SwarmOptions:
+    runs_dir: Path
+    repo_root: Path | None = None  # default: the config file's folder
+    swarm_id: str | None = None
+    # worker id -> highest iteration to run; a worker not in the map does not run. None: all.
+    limits: Mapping[str, int] | None = None
+    run_planner: bool = True
+    probe: bool | None = None  # None: the config's "probe" setting
+    env: Mapping[str, str] | None = None  # extra environment for every harness call
+    call_timeout: float | None = None
+    registry: HarnessRegistry | None = None
+
+
+@dataclass
+class SwarmResult:
+    swarm_id: str
+    run_dir: Path
+    repo_root: Path
+    started_at: str
+    finished_at: str = ""
+    planner: PlannerResult | None = None
+    workers: dict[str, WorkerReport] = field(default_factory=dict)
+    iterations: list[IterationResult] = field(default_factory=list)
+    interrupted: bool = False
+    main_before: str = ""
+    main_after: str = ""
+    error: str | None = None  # the coordinator itself failed
+
+
+class Swarm:
+    def __init__(
+        self, config: SwarmConfig, options: SwarmOptions, listener: SwarmListener | None = None
+    ) -> None:
+        self.config = config
+        self.options = options
+        self.listener = listener or SwarmListener()
+        self.swarm_id = options.swarm_id or new_swarm_id()
+        self.registry = options.registry or HarnessRegistry()
+        self.repo = Repo(options.repo_root or config.path.parent)
+        self.queue = TaskQueue(self.repo.root)
+        self.supervisor = ProcessSupervisor()
+        self.caller = HarnessCaller(
+            self.registry, self.supervisor, self._harness_env(), options.call_timeout
+        )
+        self.recorder = Recorder(ArtifactStore(Path(options.runs_dir), self.swarm_id), config)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.result = SwarmResult(self.swarm_id, self.recorder.run_dir, self.repo.root, utc_now())
+
+    @property
+    def run_dir(self) -> Path:
+        return self.recorder.run_dir
+
+    def _harness_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.config.use_fake_harnesses:
+            env["PATH"] = f"{paths.fake_harnesses_dir()}{os.pathsep}{env.get('PATH', '')}"
+            if self.config.fake_scenario:
+                env["OOMPA_FAKE_SCENARIO"] = str(self.config.fake_scenario)
+        env.update(self.options.env or {})
+        if self.config.use_fake_harnesses and "OOMPA_FAKE_STATE" not in env:
+            # Fake sessions live with the run's temporary state, never in the user's HOME.
+            env["OOMPA_FAKE_STATE"] = str(paths.scratch_dir(f"oompa-fake-{self.swarm_id}"))
+        return env
+
+    # -- phases --------------------------------------------------------------------------------
+
+    def workers_to_run(self) -> list[WorkerRunner]:
+        limits = self.options.limits
+        return [
+            WorkerRunner(spec, self._context(), limits[spec.id] if limits is not None else None)
+            for spec in self.config.workers
+            if limits is None or spec.id in limits
+        ]
+
+    def _context(self) -> SwarmContext:
+        return SwarmContext(
+            swarm_id=self.swarm_id,
+            repo=self.repo,
+            queue=self.queue,
+            caller=self.caller,
+            stop=self._stop,
+            reviewer=self.config.reviewer,
+            executor_wait=self.config.executor_wait,
+            on_review=self.recorder.review,
+            on_iteration=self._iteration_finished,
+        )
+
+    def prepare(self) -> None:
+        """Preflight, then ``run.json``. Raises PreflightError listing every problem."""
+        repo = self.repo
+        if not repo.is_repo():
+            raise PreflightError(check_repo(repo))
+        # Our own litter must never make the project look dirty, now or on the next run.
+        patterns = [WORKTREE_PATTERN]
+        runs = Path(self.options.runs_dir).resolve()
+        if runs.is_relative_to(repo.root) and runs != repo.root:
+            patterns.append(f"/{runs.relative_to(repo.root).as_posix()}/")
+        repo.exclude(*patterns)
+        problems = check_repo(repo) + check_harnesses(self.config, self.caller)
+        probe = self.config.probe if self.options.probe is None else self.options.probe
+        if not problems and probe:
+            problems = probe_models(self.config, self.caller, repo)
+        if problems:
+            raise PreflightError(problems)
+        repo.use_fallback_identity_if_needed()
+        self.queue.ensure_dirs()
+        self.result.main_before = repo.head("main")
+        self.recorder.run_started(self.result.started_at)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name=f"oompa-{self.swarm_id}")
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop everything: running agents' process groups are terminated, each worker recycles
+        its tasks and removes its worktree, and the run still ends with its summary."""
+        self._stop.set()
+        self.supervisor.stop_all()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        assert self._thread is not None, "start() first"
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def run(self) -> SwarmResult:
+        """prepare + start + wait; Ctrl-C stops the swarm cleanly, then propagates."""
+        self.prepare()
+        self.start()
+        try:
+            while not self.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            self.stop()
+            self.wait()
+            raise
+        return self.result
+
+    # -- the coordinator thread ----------------------------------------------------------------
+
+    def _main(self) -> None:
+        try:
+            planner = self.config.planner
+            if planner and self.options.run_planner and not self._stop.is_set():
+                self.result.planner = run_planner(self._context(), planner)
+                self.listener.planner_finished(self.result.planner)
+            threads = [
+                threading.Thread(target=self._run_worker, args=(runner,), name=runner.id)
+                for runner in self.workers_to_run()
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        except Exception as exc:  # the coordinator must still write the summary
+            self.result.error = f"{type(exc).__name__}: {exc}"
+            self.stop()
+        finally:
+            self._finish()
+
+    def _run_worker(self, runner: WorkerRunner) -> None:
+        report = runner.run()
+        with self._lock:
+            self.result.workers[runner.id] = report
+        self.listener.worker_finished(report)
+
+    def _iteration_finished(self, result: IterationResult) -> None:
+        result.artifact = self.recorder.iteration(result)
+        with self._lock:
+            self.result.iterations.append(result)
+        self.listener.iteration_finished(result)
+
+    def _finish(self) -> None:
+        self.result.interrupted = self._stop.is_set()
+        self._commit_task_queue()
+        self.result.main_after = self.repo.head("main")
+        order = [w.id for w in self.config.workers]
+        reports = sorted(self.result.workers.values(), key=lambda r: order.index(r.worker_id))
+        self.recorder.summary(reports)
+        self.result.finished_at = utc_now()
+        self.listener.swarm_finished(self.result)
+
+    def _commit_task_queue(self) -> None:
+        """Claims and completions moved task files in the root tree; record the queue's end
+        state on main so the project is clean for the next run."""
+        repo = self.repo
+        with repo.merge_lock.held():
+            if repo.dirty_paths(None, "tasks"):
+                repo.git("add", "-A", "--", "tasks")
+                repo.git(
+                    "commit",
+                    "-q",
+                    "--no-verify",
+                    "-m",
+                    f"oompa: task queue after swarm {self.swarm_id}",
+                    "--",
+                    "tasks",
+                )
