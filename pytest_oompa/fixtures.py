@@ -1,0 +1,204 @@
+"""Fixtures for harness authors and for this project's own tests.
+
+- ``oompa_repo``: a throwaway git repository with ``main``, helpers to seed tasks and files.
+- ``oompa_swarm``: runs a swarm in process against such a repo (with the bundled fake
+  harnesses unless told otherwise) and returns a ``SwarmRun``: the engine's typed result, the
+  parsed artifacts and the fake harnesses' invocation log.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_oompa.artifacts import read_artifact
+from pytest_oompa.config import resolve
+from pytest_oompa.harnesses import HarnessRegistry
+from pytest_oompa.results import IterationResult, WorkerReport
+from pytest_oompa.swarm import Swarm, SwarmOptions, SwarmResult
+
+IDENTITY = ("-c", "user.name=oompa test", "-c", "user.email=test@oompa.invalid")
+
+
+class GitRepo:
+    """A real git repository on disk, on ``main``, with one initial commit."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self.git("init", "-q", "-b", "main")
+        self.write("README.md", "# throwaway project\n")
+        self.commit("initial commit")
+
+    def git(self, *args: str) -> str:
+        proc = subprocess.run(
+            ["git", *IDENTITY, *args], cwd=self.path, capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def write(self, relpath: str, text: str) -> Path:
+        path = self.path / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def add_task(self, task_id: str, **fields: Any) -> Path:
+        task = {
+            "id": task_id,
+            "summary": fields.pop("summary", f"task {task_id}"),
+            "description": fields.pop("description", f"do {task_id}"),
+            "difficulty": fields.pop("difficulty", "easy"),
+            "files": fields.pop("files", []),
+            "acceptance": fields.pop("acceptance", []),
+            **fields,
+        }
+        return self.write(f"tasks/pending/{task_id}.json", json.dumps(task, indent=2) + "\n")
+
+    def commit(self, message: str = "update") -> str:
+        self.git("add", "-A")
+        self.git("commit", "-q", "--allow-empty", "-m", message)
+        return self.head()
+
+    def head(self, ref: str = "main") -> str:
+        return self.git("rev-parse", ref).strip()
+
+    def files(self, ref: str = "main") -> list[str]:
+        return self.git("ls-tree", "-r", "--name-only", ref).split()
+
+    def status(self) -> list[str]:
+        return self.git("status", "--porcelain", "--untracked-files=all").splitlines()
+
+    def branches(self) -> list[str]:
+        return self.git("branch", "--format=%(refname:short)").split()
+
+    def worktrees(self) -> list[str]:
+        out = self.git("worktree", "list", "--porcelain")
+        return [line[9:] for line in out.splitlines() if line.startswith("worktree ")]
+
+    def tasks(self, state: str) -> list[str]:
+        folder = self.path / "tasks" / state
+        return sorted(p.stem for p in folder.glob("*.json")) if folder.is_dir() else []
+
+
+@dataclass
+class SwarmRun:
+    """What a swarm left behind, parsed: a test reads ``run.workers["w0"].metrics.merges``."""
+
+    result: SwarmResult
+    repo: GitRepo
+    config_path: Path
+    fake_log_path: Path
+
+    @property
+    def workers(self) -> dict[str, WorkerReport]:
+        return self.result.workers
+
+    @property
+    def iterations(self) -> dict[tuple[str, int], IterationResult]:
+        return {r.key: r for r in self.result.iterations}
+
+    def outcomes(self, worker_id: str) -> list[str]:
+        return [
+            r.outcome.value
+            for r in sorted(self.result.iterations, key=lambda r: r.iteration)
+            if r.worker_id == worker_id
+        ]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.result.run_dir
+
+    def artifact(self, relpath: str) -> dict[str, Any]:
+        kind = _kind_of(relpath)
+        return read_artifact(self.run_dir / relpath, kind)
+
+    def artifacts(self) -> dict[str, dict[str, Any]]:
+        """Every contract artifact of the run, validated on read, by relative path."""
+        return {
+            p.relative_to(self.run_dir).as_posix(): read_artifact(
+                p, _kind_of(p.name, p.parent.name)
+            )
+            for p in sorted(self.run_dir.rglob("*.json"))
+        }
+
+    @property
+    def fake_calls(self) -> list[dict[str, Any]]:
+        if not self.fake_log_path.exists():
+            return []
+        lines = self.fake_log_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def _kind_of(name: str, parent: str = "") -> str:
+    path = Path(name)
+    parent = parent or path.parent.name
+    if parent in ("iterations", "reviews"):
+        return parent[:-1]
+    return path.stem
+
+
+@dataclass
+class SwarmRunner:
+    tmp_path: Path
+    repo: GitRepo
+    registry: HarnessRegistry = field(default_factory=HarnessRegistry)
+    _count: int = 0
+
+    def __call__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        scenario: Mapping[str, Any] | None = None,
+        prompts: Mapping[str, str] | None = None,
+        fake: bool = True,
+        **options: Any,
+    ) -> SwarmRun:
+        self._count += 1
+        folder = self.tmp_path / f"swarm-{self._count}"
+        folder.mkdir()
+        data = dict(config)
+        for name, text in (prompts or {}).items():
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(text, encoding="utf-8")
+        if fake:
+            fake_section: dict[str, Any] = dict(data.get("fake_harnesses") or {})
+            if scenario is not None:
+                (folder / "scenario.json").write_text(json.dumps(scenario), encoding="utf-8")
+                fake_section["scenario"] = "scenario.json"
+            data["fake_harnesses"] = fake_section
+        config_path = folder / "oompa.json"
+        config_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        swarm_config = resolve(data, config_path, self.registry.names())
+        log = folder / "fake-calls.jsonl"
+        env = {"OOMPA_FAKE_LOG": str(log), "OOMPA_FAKE_STATE": str(folder / "fake-state")}
+        env.update(options.pop("env", {}))
+        opts = SwarmOptions(
+            runs_dir=options.pop("runs_dir", folder / "runs"),
+            repo_root=self.repo.path,
+            env=env,
+            registry=self.registry,
+            **options,
+        )
+        result = Swarm(swarm_config, opts).run()
+        return SwarmRun(result, self.repo, config_path, log)
+
+
+@pytest.fixture
+def oompa_repo(tmp_path: Path) -> GitRepo:
+    """A throwaway git repository on ``main`` with one commit."""
+    return GitRepo(tmp_path / "project")
+
+
+@pytest.fixture
+def oompa_swarm(tmp_path: Path, oompa_repo: GitRepo) -> Callable[..., SwarmRun]:
+    """``oompa_swarm(config_dict, scenario=..., prompts=...)`` runs a swarm on ``oompa_repo``
+    with the bundled fake harnesses and returns a ``SwarmRun``."""
+    return SwarmRunner(tmp_path, oompa_repo)

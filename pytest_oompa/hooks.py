@@ -1,0 +1,28 @@
+"""Hookspecs other plugins (and conftest.py files) can implement."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from pytest_oompa.harnesses import HarnessRegistry
+    from pytest_oompa.results import IterationResult
+    from pytest_oompa.swarm import SwarmResult
+
+
+@pytest.hookspec
+def pytest_oompa_register_harnesses(registry: HarnessRegistry) -> None:
+    """Add or replace harness entries (``registry.register(HarnessSpec(...))``) before a
+    swarm's config is validated, so its model strings may name the new harness."""
+
+
+@pytest.hookspec
+def pytest_oompa_iteration_finished(result: IterationResult) -> None:
+    """Called in the main thread when a worker iteration's result is reported."""
+
+
+@pytest.hookspec
+def pytest_oompa_swarm_finished(result: SwarmResult) -> None:
+    """Called once the swarm has ended (normally or interrupted) and summary.json is written."""

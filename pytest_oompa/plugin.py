@@ -1,0 +1,164 @@
+"""pytest hook implementations: options, collection of a swarm config, the run loop and the
+terminal summary. The work is done elsewhere: config.py validates, swarm.py runs, items.py and
+swarm_session.py turn the run into test reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_oompa import hooks
+from pytest_oompa.config import ConfigError, load_config
+from pytest_oompa.harnesses import HarnessRegistry
+from pytest_oompa.items import SESSION_KEY, OompaItem, SwarmFile
+from pytest_oompa.swarm import SwarmOptions
+from pytest_oompa.swarm_session import SwarmSession
+
+pytest_plugins = ["pytest_oompa.fixtures"]
+RUNS_DIR_ENV = ("OOMPA_RUNS_DIR", "RUNS_DIR")
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("oompa", "oompa: run coding-agent swarms")
+    group.addoption(
+        "--oompa-swarm",
+        metavar="PATH",
+        default=None,
+        help="Run the swarm described by this oompa.json; each worker iteration is a test "
+        "item (default: the oompa_swarm ini value, else no swarm).",
+    )
+    group.addoption(
+        "--oompa-repo",
+        metavar="DIR",
+        default=None,
+        help="The project repository the swarm works on (default: oompa_repo ini value, "
+        "else the config file's folder).",
+    )
+    group.addoption(
+        "--oompa-runs-dir",
+        metavar="DIR",
+        default=None,
+        help="Where run artifacts go. Precedence: this option, ini oompa_runs_dir, env "
+        "OOMPA_RUNS_DIR, env RUNS_DIR; default: <rootdir>/runs.",
+    )
+    group.addoption(
+        "--oompa-fake-harnesses",
+        action="store_true",
+        default=None,
+        help="Put the bundled fake claude/codex/opencode/gemini first on the swarm's PATH "
+        "(default: the config's fake_harnesses section).",
+    )
+    group.addoption(
+        "--oompa-no-probe",
+        action="store_true",
+        default=False,
+        help="Skip the preflight probe of each model (default: probe).",
+    )
+    group.addoption(
+        "--oompa-call-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="Kill a harness call (its whole process group) after this many seconds "
+        "(default: the config's per-agent timeout, else none).",
+    )
+    parser.addini("oompa_swarm", "Swarm config file to run (like --oompa-swarm).", default="")
+    parser.addini("oompa_repo", "Project repository (like --oompa-repo).", default="")
+    parser.addini("oompa_runs_dir", "Run artifacts folder (like --oompa-runs-dir).", default="")
+
+
+def _ini_path(config: pytest.Config, name: str) -> Path | None:
+    value = str(config.getini(name) or "")
+    if not value:
+        return None
+    base = config.inipath.parent if config.inipath else config.rootpath
+    return (base / value).resolve()
+
+
+def _cli_path(config: pytest.Config, name: str) -> Path | None:
+    value = config.getoption(name)
+    return Path(value).resolve() if value else None
+
+
+def runs_dir(config: pytest.Config) -> Path:
+    found = _cli_path(config, "oompa_runs_dir") or _ini_path(config, "oompa_runs_dir")
+    if found:
+        return found
+    for var in RUNS_DIR_ENV:
+        if os.environ.get(var):
+            return Path(os.environ[var]).resolve()
+    return config.rootpath / "runs"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    swarm_path = _cli_path(config, "oompa_swarm") or _ini_path(config, "oompa_swarm")
+    if swarm_path is None:
+        return
+    registry = HarnessRegistry()
+    config.hook.pytest_oompa_register_harnesses(registry=registry)
+    try:
+        swarm_config = load_config(swarm_path, registry.names())
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if config.getoption("oompa_fake_harnesses"):
+        swarm_config = dataclasses.replace(swarm_config, use_fake_harnesses=True)
+    options = SwarmOptions(
+        runs_dir=runs_dir(config),
+        repo_root=_cli_path(config, "oompa_repo") or _ini_path(config, "oompa_repo"),
+        probe=False if config.getoption("oompa_no_probe") else None,
+        call_timeout=config.getoption("oompa_call_timeout"),
+        registry=registry,
+    )
+    session = SwarmSession(config, swarm_config, options)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "oompa-session")
+    # The swarm is the test run: with no paths on the command line, collect only the swarm;
+    # with paths, collect the swarm as well.
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        config.args = [str(swarm_path)]
+    elif str(swarm_path) not in config.args:
+        config.args.append(str(swarm_path))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(SESSION_KEY, None)
+    if session is not None:
+        config.pluginmanager.unregister(session, "oompa-session")
+        del config.stash[SESSION_KEY]
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    session = parent.config.stash.get(SESSION_KEY, None)
+    if session is not None and file_path.resolve() == session.swarm_config.path:
+        return SwarmFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    state = session.config.stash.get(SESSION_KEY, None)
+    if state is None or session.config.option.collectonly:
+        return None
+    if session.testsfailed and not session.config.option.continue_on_collection_errors:
+        return None  # pytest's own loop reports the collection errors
+    others = [i for i in session.items if not isinstance(i, OompaItem)]
+    for i, item in enumerate(others):
+        nextitem = others[i + 1] if i + 1 < len(others) else None
+        item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
+    state.runtestloop(session)
+    if session.shouldfail:
+        raise session.Failed(session.shouldfail)
+    if session.shouldstop:
+        raise session.Interrupted(session.shouldstop)
+    return True

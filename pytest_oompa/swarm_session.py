@@ -1,0 +1,243 @@
+"""The pytest session's view of one swarm: it runs the engine in the background and reports
+each collected item as soon as its iteration is known, so a swarm reads like a test run while
+every worker runs at once."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytest
+
+from pytest_oompa.config import SwarmConfig
+from pytest_oompa.items import SESSION_KEY, IterationItem, OompaItem, PlannerItem
+from pytest_oompa.preflight import PreflightError
+from pytest_oompa.results import IterationResult, PlannerResult, WorkerReport
+from pytest_oompa.swarm import Swarm, SwarmListener, SwarmOptions, SwarmResult
+
+__all__ = ["SESSION_KEY", "SwarmSession"]
+POLL_SECONDS = 0.25
+
+
+@dataclass(frozen=True)
+class _Event:
+    kind: str  # planner | iteration | worker | swarm
+    payload: Any
+
+
+class _QueueListener(SwarmListener):
+    """Hands engine events (from worker threads) to the main thread, where pytest lives."""
+
+    def __init__(self) -> None:
+        self.events: queue.Queue[_Event] = queue.Queue()
+
+    def planner_finished(self, result: PlannerResult) -> None:
+        self.events.put(_Event("planner", result))
+
+    def iteration_finished(self, result: IterationResult) -> None:
+        self.events.put(_Event("iteration", result))
+
+    def worker_finished(self, report: WorkerReport) -> None:
+        self.events.put(_Event("worker", report))
+
+    def swarm_finished(self, result: SwarmResult) -> None:
+        self.events.put(_Event("swarm", result))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the swarm as Ctrl-C does: agents stopped, tasks recycled, summary written."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class SwarmSession:
+    def __init__(
+        self,
+        config: pytest.Config,
+        swarm_config: SwarmConfig,
+        options: SwarmOptions,
+    ) -> None:
+        self.config = config
+        self.swarm_config = swarm_config
+        self.options = options
+        self.swarm: Swarm | None = None
+        self.result: SwarmResult | None = None
+        self.iteration_results: dict[tuple[str, int], IterationResult] = {}
+        self.worker_reports: dict[str, WorkerReport] = {}
+        self.planner_result: PlannerResult | None = None
+
+    @property
+    def swarm_id(self) -> str:
+        return self.swarm.swarm_id if self.swarm else ""
+
+    def relative(self, path: Path | None) -> str:
+        if path is None:
+            return "(not written)"
+        try:
+            return str(path.relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+
+    def unreached_reason(self, worker_id: str, iteration: int) -> str:
+        report = self.worker_reports.get(worker_id)
+        if report and report.stop_reason:
+            return f"not reached: {report.stop_reason}"
+        if self.result and self.result.interrupted:
+            return "not reached: the swarm was stopped"
+        return f"not reached: worker {worker_id} did not run iteration {iteration}"
+
+    # -- the run loop --------------------------------------------------------------------------
+
+    def runtestloop(self, session: pytest.Session) -> None:
+        items = [i for i in session.items if isinstance(i, OompaItem)]
+        limits: dict[str, int] = {}
+        for item in items:
+            if isinstance(item, IterationItem):
+                limits[item.worker_id] = max(limits.get(item.worker_id, 0), item.iteration)
+        self.options.limits = limits
+        self.options.run_planner = any(isinstance(i, PlannerItem) for i in items)
+        listener = _QueueListener()
+        self.swarm = swarm = Swarm(self.swarm_config, self.options, listener)
+        try:
+            swarm.prepare()
+        except PreflightError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        pending: dict[Any, OompaItem] = {item.key: item for item in items}
+        with _sigterm_as_interrupt():
+            swarm.start()
+            try:
+                while pending:
+                    try:
+                        event = listener.events.get(timeout=POLL_SECONDS)
+                    except queue.Empty:
+                        continue
+                    for key in self._absorb(event):
+                        if key not in pending:
+                            continue
+                        item = pending.pop(key)
+                        # Items run in completion order, so the next one is unknown: tear the
+                        # collector chain down after each (swarm items use no fixtures).
+                        item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+                    if session.shouldfail or session.shouldstop:
+                        swarm.stop()
+                        break
+            except KeyboardInterrupt:
+                swarm.stop()
+                raise
+            finally:
+                self._drain(swarm, listener)
+
+    def _absorb(self, event: _Event) -> list[Any]:
+        """Record an engine event; return the keys of the items it makes reportable."""
+        if event.kind == "planner":
+            self.planner_result = event.payload
+            return ["planner"]
+        if event.kind == "iteration":
+            result: IterationResult = event.payload
+            self.iteration_results[result.key] = result
+            self.config.hook.pytest_oompa_iteration_finished(result=result)
+            return [result.key]
+        if event.kind == "worker":
+            report: WorkerReport = event.payload
+            self.worker_reports[report.worker_id] = report
+            return [
+                (report.worker_id, n)
+                for n in range(report.iterations_run + 1, report.iterations + 1)
+            ]
+        self.result = event.payload
+        return [
+            "planner",
+            *((w.id, n) for w in self.swarm_config.workers for n in range(1, w.iterations + 1)),
+        ]
+
+    def _drain(self, swarm: Swarm, listener: _QueueListener) -> None:
+        """Wait for the swarm to clean up and write its summary; a second Ctrl-C does not
+        cut that short (every file is written atomically, but half a cleanup would leave
+        worktrees and claimed tasks behind)."""
+        while True:
+            try:
+                if swarm.wait(POLL_SECONDS):
+                    break
+            except KeyboardInterrupt:
+                swarm.stop()
+        while True:
+            try:
+                self._absorb(listener.events.get_nowait())
+            except queue.Empty:
+                break
+        if self.result is not None:
+            self.config.hook.pytest_oompa_swarm_finished(result=self.result)
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        terminal = terminalreporter
+        result = self.result
+        if result is None:
+            return
+        terminal.section(f"oompa swarm {result.swarm_id}", sep="=", bold=True)
+        header = (
+            "worker",
+            "harness:model",
+            "status",
+            "completed",
+            "merges",
+            "claims",
+            "rejections",
+            "errors",
+            "recycled",
+            "review rounds",
+        )
+        rows = [header]
+        for spec in self.swarm_config.workers:
+            report = result.workers.get(spec.id)
+            if report is None:
+                continue
+            m = report.metrics
+            rows.append(
+                (
+                    spec.id,
+                    f"{report.harness}:{report.model}",
+                    report.status.value,
+                    str(m.completed),
+                    str(m.merges),
+                    str(m.claims),
+                    str(m.rejections),
+                    str(m.errors),
+                    str(m.recycled),
+                    str(m.review_rounds_total),
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+        for row in rows:
+            cells = (c.ljust(w) for c, w in zip(row, widths, strict=True))
+            terminal.write_line("  ".join(cells).rstrip())
+        if result.planner is not None:
+            p = result.planner
+            text = f"created {p.tasks_created} task(s)" if p.ran else f"skipped: {p.skipped_reason}"
+            terminal.write_line(f"planner: {text}" + (f" ({p.error})" if p.error else ""))
+        if result.main_before and result.main_after and result.main_before != result.main_after:
+            terminal.write_line(f"main: {result.main_before[:10]}..{result.main_after[:10]}")
+        if result.interrupted:
+            terminal.write_line("the swarm was stopped before it finished", yellow=True)
+        if result.error:
+            terminal.write_line(f"swarm error: {result.error}", red=True)
+        terminal.write_line(f"artifacts: {self.relative(result.run_dir)}")
