@@ -115,7 +115,7 @@ class Swarm:
     def _harness_env(self) -> dict[str, str]:
         env = dict(os.environ)
         if self.config.use_fake_harnesses:
-            env["PATH"] = f"{paths.fake_harnesses_dir()}{os.pathsep}{env.get('PATH', '')}"
+            env["PATH"] = f"{paths.fake_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
             if self.config.fake_scenario:
                 env["OOMPA_FAKE_SCENARIO"] = str(self.config.fake_scenario)
         env.update(self.options.env or {})
