@@ -255,6 +255,35 @@ def validate_file(data: Any, source: str, harnesses: Collection[str]) -> SwarmFi
         raise ConfigError(source, problems) from None
 
 
+def _read_prompt(base: Path, rel: str) -> tuple[Path, str | None, str | None]:
+    """(resolved path, text, problem): exactly one of text and problem is None."""
+    path = (base / rel).resolve()
+    try:
+        return path, path.read_text(encoding="utf-8"), None
+    except OSError as exc:
+        reason = "not found" if isinstance(exc, FileNotFoundError) else exc.strerror
+        return path, None, f"prompt file {rel!r} {reason} (looked in {base})"
+
+
+def _prompt_problems(data: Any, base: Path) -> list[tuple[str, str]]:
+    """Prompt files named in a file that failed validation: reported in the same breath."""
+    if not isinstance(data, dict):
+        return []
+    workers = data["workers"] if isinstance(data.get("workers"), list) else []
+    sections = [(f"workers[{i}]", w) for i, w in enumerate(workers)]
+    sections += [(key, data.get(key)) for key in ("reviewer", "planner")]
+    problems = []
+    for where, section in sections:
+        prompt = section.get("prompt") if isinstance(section, dict) else None
+        paths = _prompt_list(prompt) if isinstance(prompt, (str, list)) else []
+        for i, rel in enumerate(paths):
+            if isinstance(rel, str) and rel.strip():
+                problem = _read_prompt(base, rel)[2]
+                if problem:
+                    problems.append((f"{where}.prompt[{i}]", problem))
+    return problems
+
+
 def _resolve_agent(
     section: _AgentSection,
     where: str,
@@ -265,15 +294,12 @@ def _resolve_agent(
     spec = parse_model(section.model, harnesses)
     files, texts = [], []
     for i, rel in enumerate(section.prompt):
-        path = (base / rel).resolve()
-        try:
-            texts.append(path.read_text(encoding="utf-8"))
+        path, text, problem = _read_prompt(base, rel)
+        if problem:
+            problems.append((f"{where}.prompt[{i}]", problem))
+        else:
             files.append(path)
-        except OSError as exc:
-            reason = "not found" if isinstance(exc, FileNotFoundError) else exc.strerror
-            problems.append(
-                (f"{where}.prompt[{i}]", f"prompt file {rel!r} {reason} (looked in {base})")
-            )
+            texts.append(text or "")
     return AgentSpec(
         harness=spec.harness,
         model=spec.model,
@@ -286,8 +312,11 @@ def _resolve_agent(
 
 def resolve(data: Any, path: Path, harnesses: Collection[str]) -> SwarmConfig:
     """Validate ``data`` (the parsed file) and resolve it against the config's folder."""
-    parsed = validate_file(data, str(path), harnesses)
     base = path.parent.resolve()
+    try:
+        parsed = validate_file(data, str(path), harnesses)
+    except ConfigError as exc:
+        raise ConfigError(str(path), exc.problems + _prompt_problems(data, base)) from None
     problems: list[tuple[str, str]] = []
     workers: list[WorkerSpec] = []
     for i, section in enumerate(parsed.workers):
