@@ -136,7 +136,7 @@ def _indent(text: str, lines: int = 15) -> list[str]:
 def _call_lines(call: CallRecord) -> list[str]:
     out = [
         f"  {call.role} call: {call.harness}, exit code {call.exit_code}, {call.duration_ms} ms"
-        + (f" ({call.failure})" if call.failure else ""),
+        + (f" ({call.failure})" if call.failure and "exit code" not in call.failure else ""),
         f"    argv: {' '.join(_shorten(a) for a in call.argv)}",
         f"    cwd:  {call.cwd}",
     ]
