@@ -226,9 +226,11 @@ def test_a_signal_mid_iteration_leaves_a_clean_repo_and_valid_artifacts(pytester
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 20
+    # Worktrees exist only once the swarm runs (and the signal handling is in place).
+    deadline = time.monotonic() + 60
     while len(repo.worktrees()) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
+    assert len(repo.worktrees()) == 3, "the swarm never started its workers"
     time.sleep(0.5)  # the agents are running (hanging) inside their worktrees
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=30)
