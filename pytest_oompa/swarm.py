@@ -25,11 +25,7 @@ from pytest_oompa.planner import run_planner
 from pytest_oompa.preflight import PreflightError, check_harnesses, check_repo, probe_models
 from pytest_oompa.procs import ProcessSupervisor
 from pytest_oompa.recorder import Recorder
-from pytest_oompa.results import (
-    IterationResult,
-    PlannerResult,
-    WorkerReport,
-)
+from pytest_oompa.results import IterationResult, PlannerResult, WorkerReport, WorkerStatus
 from pytest_oompa.tasks import TaskQueue
 from pytest_oompa.worker import SwarmContext, WorkerRunner, utc_now
 
@@ -84,7 +80,7 @@ class SwarmResult:
     interrupted: bool = False
     main_before: str = ""
     main_after: str = ""
-    error: str | None = None  # the coordinator itself failed
+    errors: list[str] = field(default_factory=list)  # the engine itself failed somewhere
 
 
 class Swarm:
@@ -183,6 +179,10 @@ class Swarm:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def wait(self, timeout: float | None = None) -> bool:
         assert self._thread is not None, "start() first"
         self._thread.join(timeout)
@@ -218,13 +218,23 @@ class Swarm:
             for t in threads:
                 t.join()
         except Exception as exc:  # the coordinator must still write the summary
-            self.result.error = f"{type(exc).__name__}: {exc}"
+            self._engine_error("the swarm coordinator", exc)
             self.stop()
         finally:
             self._finish()
 
+    def _engine_error(self, where: str, exc: BaseException) -> None:
+        with self._lock:
+            self.result.errors.append(f"{where} failed: {type(exc).__name__}: {exc}")
+
     def _run_worker(self, runner: WorkerRunner) -> None:
-        report = runner.run()
+        try:
+            report = runner.run()
+        except Exception as exc:  # a bug, or a failing artifact write: lose the worker, not the run
+            self._engine_error(f"worker {runner.id}", exc)
+            runner.status = WorkerStatus.ERROR
+            runner.stop_reason = f"worker {runner.id} crashed: {type(exc).__name__}: {exc}"
+            report = runner.report()
         with self._lock:
             self.result.workers[runner.id] = report
         self.listener.worker_finished(report)
@@ -236,14 +246,25 @@ class Swarm:
         self.listener.iteration_finished(result)
 
     def _finish(self) -> None:
+        """Each step on its own: one failing must not cost the others, and the end of the
+        swarm is always announced (the plugin waits for it)."""
         self.result.interrupted = self._stop.is_set()
-        self._commit_task_queue()
-        self.result.main_after = self.repo.head("main")
         order = [w.id for w in self.config.workers]
         reports = sorted(self.result.workers.values(), key=lambda r: order.index(r.worker_id))
-        self.recorder.summary(reports)
-        self.result.finished_at = utc_now()
-        self.listener.swarm_finished(self.result)
+        steps = [
+            ("committing the task queue", self._commit_task_queue),
+            ("reading main", lambda: setattr(self.result, "main_after", self.repo.head("main"))),
+            ("writing summary.json", lambda: self.recorder.summary(reports)),
+        ]
+        try:
+            for what, step in steps:
+                try:
+                    step()
+                except Exception as exc:
+                    self._engine_error(what, exc)
+        finally:
+            self.result.finished_at = utc_now()
+            self.listener.swarm_finished(self.result)
 
     def _commit_task_queue(self) -> None:
         """Claims and completions moved task files in the root tree; record the queue's end

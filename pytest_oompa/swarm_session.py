@@ -128,7 +128,11 @@ class SwarmSession:
                     try:
                         event = listener.events.get(timeout=POLL_SECONDS)
                     except queue.Empty:
-                        continue
+                        if swarm.running:
+                            continue
+                        # Gone without a word (cannot happen unless the engine has a bug):
+                        # report what is left rather than wait forever.
+                        event = _Event("swarm", swarm.result)
                     for key in self._absorb(event):
                         if key not in pending:
                             continue
@@ -186,6 +190,12 @@ class SwarmSession:
         if self.result is not None:
             self.config.hook.pytest_oompa_swarm_finished(result=self.result)
 
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """An engine failure fails the run even when every reported item passed."""
+        if self.result is not None and self.result.errors:
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
     # -- reporting -----------------------------------------------------------------------------
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -238,6 +248,6 @@ class SwarmSession:
             terminal.write_line(f"main: {result.main_before[:10]}..{result.main_after[:10]}")
         if result.interrupted:
             terminal.write_line("the swarm was stopped before it finished", yellow=True)
-        if result.error:
-            terminal.write_line(f"swarm error: {result.error}", red=True)
+        for error in result.errors:
+            terminal.write_line(f"engine error: {error}", red=True)
         terminal.write_line(f"artifacts: {self.relative(result.run_dir)}")

@@ -152,6 +152,9 @@ class WorkerRunner:
             self._release(reset_session=True)
             leftover = self.ctx.queue.recycle(self.ctx.queue.owned_by(self.id))
             self.metrics.recycled += len(leftover)
+        return self.report(interrupted)
+
+    def report(self, interrupted: bool = False) -> WorkerReport:
         return WorkerReport(
             worker_id=self.id,
             harness=self.spec.agent.harness,

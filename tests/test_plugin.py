@@ -273,3 +273,27 @@ def test_runs_dir_precedence(pytester, monkeypatch, how, expected):
         monkeypatch.setenv("RUNS_DIR", str(pytester.path / how["env2"]))
     pytester.runpytest(*args).assert_outcomes(passed=1)
     assert len(list((pytester.path / expected).glob("*/summary.json"))) == 1
+
+
+def test_an_engine_failure_fails_the_run_with_exit_3(pytester, monkeypatch):
+    from pytest_oompa.recorder import Recorder
+
+    project(pytester, {**FAST, "workers": [{"model": "claude:opus", "iterations": 3}]})
+    original = Recorder.iteration
+
+    def iteration(self, result):
+        # The edge a real full disk would hit: writing an iteration artifact raises.
+        if result.iteration == 2:
+            raise OSError(28, "No space left on device")
+        return original(self, result)
+
+    monkeypatch.setattr(Recorder, "iteration", iteration)  # in-process: the run sees it
+    result = pytester.runpytest("--oompa-swarm=oompa.json", "-rs")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*engine error: worker w0 failed: OSError*",
+            "*not reached: worker w0 crashed: OSError: *No space left on device*",
+        ]
+    )
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR

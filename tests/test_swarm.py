@@ -385,3 +385,37 @@ def test_stop_ends_a_running_swarm_cleanly(oompa_repo, tmp_path, oompa_swarm):
     assert_clean(oompa_repo)
     summary = assert_run_valid(swarm.run_dir)["summary.json"]
     assert summary["status-counts"] == {"idle": 2}
+
+
+def test_a_crashing_worker_costs_the_worker_not_the_run(oompa_repo, tmp_path):
+    """An exception escaping a worker (here: from a listener) is an engine error: the worker
+    ends in error, the others finish, the repo is clean and summary.json is still written."""
+    from pytest_oompa.config import resolve
+    from pytest_oompa.swarm import Swarm, SwarmListener, SwarmOptions
+
+    class Failing(SwarmListener):
+        def iteration_finished(self, result):
+            if result.worker_id == "w0":
+                raise RuntimeError("listener bug")
+
+    data = {
+        **FAST,
+        "workers": [{"model": "claude:opus", "iterations": 2, "count": 2}],
+        "fake_harnesses": True,
+    }
+    config = resolve(data, tmp_path / "oompa.json", ("claude",))
+    swarm = Swarm(
+        config,
+        SwarmOptions(
+            runs_dir=tmp_path / "runs",
+            repo_root=oompa_repo.path,
+            env={"OOMPA_FAKE_STATE": str(tmp_path / "s")},
+        ),
+        Failing(),
+    )
+    result = swarm.run()
+    assert result.errors == ["worker w0 failed: RuntimeError: listener bug"]
+    assert result.workers["w0"].status is WorkerStatus.ERROR
+    assert result.workers["w1"].metrics.merges == 2
+    assert_clean(oompa_repo)
+    assert_run_valid(swarm.run_dir)
