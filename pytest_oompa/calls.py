@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_oompa.config import AgentSpec
 from pytest_oompa.harness_output import ParsedOutput
-from pytest_oompa.harnesses import HarnessRegistry, SessionMode, build_command
+from pytest_oompa.harnesses import HarnessCommand, HarnessRegistry, SessionMode, build_command
 from pytest_oompa.procs import ProcessSupervisor, ProcResult
 from pytest_oompa.results import CallRecord
 
@@ -51,11 +51,15 @@ class HarnessCaller:
         supervisor: ProcessSupervisor,
         env: Mapping[str, str],
         default_timeout: float | None = None,
+        adjust: Callable[[HarnessCommand, str], HarnessCommand] | None = None,
     ) -> None:
         self.registry = registry
         self.supervisor = supervisor
         self.env = dict(env)
         self.default_timeout = default_timeout
+        # A last word on each command before it runs (the pytest_oompa_harness_command hook):
+        # extra flags, environment, a wrapper. Receives the command and the call's role.
+        self.adjust = adjust
         self._binaries: dict[str, str | None] = {}
         self._lock = threading.Lock()
 
@@ -87,6 +91,8 @@ class HarnessCaller:
             session=session,
             binary=self.binary(agent.harness) or spec.binary,
         )
+        if self.adjust is not None:
+            command = self.adjust(command, role)
         limit = timeout or agent.timeout or self.default_timeout
         proc = self.supervisor.run(
             command.argv, cwd=cwd, env={**self.env, **command.env}, timeout=limit

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_oompa.harnesses import HarnessRegistry
+    from pytest_oompa.harnesses import HarnessCommand, HarnessRegistry
     from pytest_oompa.results import IterationResult
     from pytest_oompa.swarm import SwarmResult
 
@@ -26,3 +26,9 @@ def pytest_oompa_iteration_finished(result: IterationResult) -> None:
 @pytest.hookspec
 def pytest_oompa_swarm_finished(result: SwarmResult) -> None:
     """Called once the swarm has ended (normally or interrupted) and summary.json is written."""
+
+
+@pytest.hookspec(firstresult=True)
+def pytest_oompa_harness_command(command: HarnessCommand, role: str) -> HarnessCommand | None:
+    """Return a replacement for a harness command before it runs (extra flags, environment,
+    a wrapper), or None to leave it. Called from worker threads: keep it pure and quick."""

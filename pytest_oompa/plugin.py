@@ -115,6 +115,9 @@ def pytest_configure(config: pytest.Config) -> None:
         probe=False if config.getoption("oompa_no_probe") else None,
         call_timeout=config.getoption("oompa_call_timeout"),
         registry=registry,
+        adjust_command=lambda command, role: (
+            config.hook.pytest_oompa_harness_command(command=command, role=role) or command
+        ),
     )
     session = SwarmSession(config, swarm_config, options)
     config.stash[SESSION_KEY] = session

@@ -11,7 +11,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from pytest_oompa.artifacts import ArtifactStore
 from pytest_oompa.calls import HarnessCaller
 from pytest_oompa.config import SwarmConfig
 from pytest_oompa.git import Repo
-from pytest_oompa.harnesses import HarnessRegistry
+from pytest_oompa.harnesses import HarnessCommand, HarnessRegistry
 from pytest_oompa.planner import run_planner
 from pytest_oompa.preflight import PreflightError, check_harnesses, check_repo, probe_models
 from pytest_oompa.procs import ProcessSupervisor
@@ -65,6 +65,8 @@ class SwarmOptions:
     env: Mapping[str, str] | None = None  # extra environment for every harness call
     call_timeout: float | None = None
     registry: HarnessRegistry | None = None
+    # Adjust each harness command before it runs: (command, role) -> command.
+    adjust_command: Callable[[HarnessCommand, str], HarnessCommand] | None = None
 
 
 @dataclass
@@ -96,7 +98,11 @@ class Swarm:
         self.queue = TaskQueue(self.repo.root)
         self.supervisor = ProcessSupervisor()
         self.caller = HarnessCaller(
-            self.registry, self.supervisor, self._harness_env(), options.call_timeout
+            self.registry,
+            self.supervisor,
+            self._harness_env(),
+            options.call_timeout,
+            options.adjust_command,
         )
         self.recorder = Recorder(ArtifactStore(Path(options.runs_dir), self.swarm_id), config)
         self._stop = threading.Event()

@@ -297,3 +297,37 @@ def test_an_engine_failure_fails_the_run_with_exit_3(pytester, monkeypatch):
         ]
     )
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+
+
+def test_the_harness_command_hook_can_adjust_each_call(pytester, monkeypatch):
+    project(
+        pytester,
+        {
+            **FAST,
+            "workers": [{"model": "codex:o3", "iterations": 1}],
+            "reviewer": {"model": "claude:sonnet"},
+        },
+    )
+    log = pytester.path.parent / "calls.jsonl"
+    monkeypatch.setenv("OOMPA_FAKE_LOG", str(log))
+    pytester.makeconftest(
+        """
+        import dataclasses
+
+        def pytest_oompa_harness_command(command, role):
+            if role == "reviewer":
+                env = {**command.env, "OOMPA_MARK": "reviewed-by-hook"}
+                return dataclasses.replace(command, env=env)
+            return None
+        """
+    )
+    subprocess.run(["git", "add", "-A"], cwd=pytester.path, check=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c"],
+        cwd=pytester.path,
+        check=True,
+    )
+    pytester.runpytest("--oompa-swarm=oompa.json").assert_outcomes(passed=1)
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    marks = {c["role"]: c["env"].get("OOMPA_MARK") for c in calls}
+    assert marks == {"worker": None, "reviewer": "reviewed-by-hook"}
