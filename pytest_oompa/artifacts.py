@@ -36,7 +36,9 @@ from pytest_oompa.atomic import atomic_write_text, dumps_json
 
 __all__ = [
     "ARTIFACT_KINDS",
+    "CONTRACT_KINDS",
     "FORMAT_CHECKER",
+    "TRACKING_KINDS",
     "ArtifactError",
     "ArtifactStore",
     "check_id",
@@ -47,7 +49,20 @@ __all__ = [
     "validator",
 ]
 
-ARTIFACT_KINDS = ("run", "iteration", "review", "live-summary", "summary")
+#: The five shapes of oompa's published contract.
+CONTRACT_KINDS = ("run", "iteration", "review", "live-summary", "summary")
+#: Our run-tracking files, kept out of the contract files (which forbid extra fields).
+TRACKING_KINDS = (
+    "oompa-run",
+    "heartbeat",
+    "calls",
+    "error",
+    "command-event",
+    "index",
+    "metrics-line",
+    "metrics-summary",
+)
+ARTIFACT_KINDS = CONTRACT_KINDS + TRACKING_KINDS
 
 #: Worker and swarm ids become file names: this is all they may contain.
 _ID_RE = re.compile(r"[A-Za-z0-9._-]+")
