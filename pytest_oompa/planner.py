@@ -24,7 +24,12 @@ def run_planner(ctx: SwarmContext, spec: PlannerSpec) -> PlannerResult:
     room = spec.max_pending - len(before)
     prompt = prompts.planner(ctx.swarm_id, spec.agent.prompt_text, queue.describe(), room)
     call = ctx.caller.call(
-        spec.agent, role="planner", prompt=prompt, cwd=repo.root, session=SessionMode.none()
+        spec.agent,
+        role="planner",
+        prompt=prompt,
+        cwd=repo.root,
+        session=SessionMode.none(),
+        name="planner-1",
     )
     notes = _check_new_tasks(ctx, set(queue.ids("pending")) - before)
     created = sorted(set(queue.ids("pending")) - before)

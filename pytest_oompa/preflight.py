@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from pytest_oompa.calls import HarnessCaller
 from pytest_oompa.config import AgentSpec, SwarmConfig
 from pytest_oompa.git import MAIN, Repo
 from pytest_oompa.harnesses import SessionMode
 from pytest_oompa.prompts import PROBE_PROMPT
+from pytest_oompa.results import CallRecord
 
 PROBE_TIMEOUT = 30.0
+VERSION_TIMEOUT = 10.0
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class PreflightError(Exception):
@@ -48,13 +53,17 @@ def check_harnesses(config: SwarmConfig, caller: HarnessCaller) -> list[str]:
     return problems
 
 
-def probe_models(config: SwarmConfig, caller: HarnessCaller, repo: Repo) -> list[str]:
-    """Ask each distinct harness:model to 'say ok', all at once; list every failure."""
+def probe_models(
+    config: SwarmConfig, caller: HarnessCaller, repo: Repo, records: list[CallRecord]
+) -> list[str]:
+    """Ask each distinct harness:model to 'say ok', all at once; list every failure. The
+    calls' records are appended to ``records``."""
     distinct: dict[tuple[str, str, str | None], AgentSpec] = {}
     for agent in config.agents():
         distinct.setdefault((agent.harness, agent.model, agent.reasoning), agent)
 
     def probe(agent: AgentSpec) -> str | None:
+        slug = _UNSAFE.sub("_", f"{agent.harness}-{agent.model}")
         call = caller.call(
             agent,
             role="probe",
@@ -62,7 +71,9 @@ def probe_models(config: SwarmConfig, caller: HarnessCaller, repo: Repo) -> list
             cwd=repo.root,
             session=SessionMode.none(),
             timeout=PROBE_TIMEOUT,
+            name=f"preflight-probe-{slug}",
         )
+        records.append(call.record)
         if not call.failure:
             return None
         tail = (call.proc.stderr or call.proc.stdout).strip().splitlines()[-3:]
@@ -71,3 +82,22 @@ def probe_models(config: SwarmConfig, caller: HarnessCaller, repo: Repo) -> list
 
     with ThreadPoolExecutor(max_workers=max(1, len(distinct))) as pool:
         return [p for p in pool.map(probe, distinct.values()) if p]
+
+
+def harness_versions(config: SwarmConfig, caller: HarnessCaller) -> dict[str, str | None]:
+    """``<binary> --version`` of each harness the swarm uses (None where it cannot say)."""
+    names = sorted({a.harness for a in config.agents()})
+
+    def version(name: str) -> str | None:
+        binary = caller.binary(name)
+        if binary is None:
+            return None
+        spec = caller.registry.get(name)
+        proc = caller.supervisor.run(
+            [binary, *spec.version_args], cwd=Path.cwd(), env=caller.env, timeout=VERSION_TIMEOUT
+        )
+        lines = proc.stdout.strip().splitlines()
+        return lines[0][:200] if proc.exit_code == 0 and lines else None
+
+    with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+        return dict(zip(names, pool.map(version, names), strict=True))

@@ -11,9 +11,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from pytest_oompa.artifacts import ArtifactStore, utc_now_iso
+from pytest_oompa.artifacts import ArtifactStore, utc_now_iso, validate_artifact
+from pytest_oompa.atomic import atomic_write_text, dumps_json
 from pytest_oompa.config import AgentSpec, SwarmConfig
-from pytest_oompa.results import IterationResult, ReviewRound, WorkerReport
+from pytest_oompa.results import CallRecord, IterationResult, ReviewRound, WorkerReport
 
 ERROR_SNIPPET = 200
 
@@ -79,6 +80,40 @@ class Recorder:
             }
         )
 
+    def calls(self, who: str, iteration: int | None, records: Iterable[CallRecord]) -> Path:
+        """calls/{who}.json: every harness call of an iteration (who = w0-i3), of the planner
+        or of the preflight, with tokens, cost and the paths of its log and error files."""
+        data = {
+            "swarm-id": self.store.swarm_id,
+            "worker-id": who.rsplit("-i", 1)[0] if iteration is not None else who,
+            "iteration": iteration,
+            "calls": [
+                {
+                    "name": c.name,
+                    "role": c.role,
+                    "harness": c.harness,
+                    "model": c.model,
+                    "argv": list(c.argv),
+                    "cwd": c.cwd,
+                    "exit-code": c.exit_code,
+                    "duration-ms": c.duration_ms,
+                    "session-id": c.session_id,
+                    "input-tokens": c.input_tokens,
+                    "output-tokens": c.output_tokens,
+                    "cost-usd": c.cost_usd,
+                    "failure": c.failure,
+                    "log": c.log,
+                    "error": c.error_file,
+                }
+                for c in records
+            ],
+        }
+        path = self.run_dir / "calls" / f"{who}.json"
+        validate_artifact("calls", data, where=str(path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, dumps_json(data))
+        return path
+
     def iteration(self, result: IterationResult) -> Path:
         snippet = None
         if result.error:
@@ -99,6 +134,9 @@ class Recorder:
                 "metrics": result.metrics,
             }
         )
+        if result.calls:
+            who = f"{result.worker_id}-i{result.iteration}"
+            self.calls(who, result.iteration, result.calls)
         self.store.update_live_summary(
             result.worker_id,
             {**result.metrics, "iteration": result.iteration, "status": result.outcome.value},

@@ -31,6 +31,7 @@ class CallRecord:
 
     role: str  # worker | fix | reviewer | planner | probe
     harness: str
+    model: str
     argv: tuple[str, ...]
     cwd: str
     exit_code: int | None
@@ -43,6 +44,9 @@ class CallRecord:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cost_usd: float | None = None
+    name: str = ""  # commands/{name}.ndjson, errors/{name}.json
+    log: str | None = None  # path relative to the run folder
+    error_file: str | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import dataclasses
 import threading
 import time
 import traceback
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -101,6 +102,12 @@ class _Iteration:
     held: tuple[str, ...] = ()
     merged_commit: str | None = None
     error: str | None = None
+    role_calls: Counter[str] = field(default_factory=Counter)
+
+    def call_name(self, worker_id: str, role: str) -> str:
+        """commands/{name}.ndjson: w0-i3-worker-1, w0-i3-reviewer-2, w0-i3-fix-1 …"""
+        self.role_calls[role] += 1
+        return f"{worker_id}-i{self.number}-{role}-{self.role_calls[role]}"
 
 
 class WorkerRunner:
@@ -270,7 +277,12 @@ class WorkerRunner:
             SessionMode.resume(self.session_id) if resume and self.session_id else SessionMode.new()
         )
         call = self.ctx.caller.call(
-            self.spec.agent, role=role, prompt=prompt, cwd=wt.path, session=session
+            self.spec.agent,
+            role=role,
+            prompt=prompt,
+            cwd=wt.path,
+            session=session,
+            name=it.call_name(self.id, role),
         )
         it.calls.append(call.record)
         if call.cancelled or (self.ctx.stop.is_set() and call.failure):
@@ -320,7 +332,12 @@ class WorkerRunner:
                 self.ctx.swarm_id, self.id, repo.diff_text(wt), reviewer.prompt_text, feedback
             )
             call = self.ctx.caller.call(
-                reviewer, role="reviewer", prompt=prompt, cwd=wt.path, session=SessionMode.none()
+                reviewer,
+                role="reviewer",
+                prompt=prompt,
+                cwd=wt.path,
+                session=SessionMode.none(),
+                name=it.call_name(self.id, "reviewer"),
             )
             it.calls.append(call.record)
             if call.cancelled:
