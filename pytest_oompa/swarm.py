@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,11 +23,25 @@ from pytest_oompa.config import SwarmConfig
 from pytest_oompa.git import Repo
 from pytest_oompa.harnesses import HarnessCommand, HarnessRegistry
 from pytest_oompa.planner import run_planner
-from pytest_oompa.preflight import PreflightError, check_harnesses, check_repo, probe_models
+from pytest_oompa.preflight import (
+    PreflightError,
+    check_harnesses,
+    check_repo,
+    harness_versions,
+    probe_models,
+)
 from pytest_oompa.procs import ProcessSupervisor
 from pytest_oompa.recorder import Recorder
-from pytest_oompa.results import IterationResult, PlannerResult, WorkerReport, WorkerStatus
+from pytest_oompa.results import (
+    CallRecord,
+    IterationResult,
+    Outcome,
+    PlannerResult,
+    WorkerReport,
+    WorkerStatus,
+)
 from pytest_oompa.tasks import TaskQueue
+from pytest_oompa.tracking import HEARTBEAT_SECONDS, Counts, RunTracker, status_for_exit
 from pytest_oompa.worker import SwarmContext, WorkerRunner, utc_now
 
 WORKTREE_PATTERN = "/.w*-i*/"
@@ -67,6 +82,8 @@ class SwarmOptions:
     registry: HarnessRegistry | None = None
     # Adjust each harness command before it runs: (command, role) -> command.
     adjust_command: Callable[[HarnessCommand, str], HarnessCommand] | None = None
+    stall_timeout: float | None = None  # kill a call that prints nothing for this long
+    heartbeat_interval: float = HEARTBEAT_SECONDS
 
 
 @dataclass
@@ -83,6 +100,9 @@ class SwarmResult:
     main_before: str = ""
     main_after: str = ""
     errors: list[str] = field(default_factory=list)  # the engine itself failed somewhere
+    preflight_problems: list[str] = field(default_factory=list)
+    status: str = "running"  # then completed | failed | interrupted (see tracking.py)
+    exit_status: int | None = None
 
 
 class Swarm:
@@ -97,14 +117,20 @@ class Swarm:
         self.repo = Repo(options.repo_root or config.path.parent)
         self.queue = TaskQueue(self.repo.root)
         self.supervisor = ProcessSupervisor()
+        runs_dir = Path(options.runs_dir)
+        self.recorder = Recorder(ArtifactStore(runs_dir, self.swarm_id), config)
         self.caller = HarnessCaller(
             self.registry,
             self.supervisor,
             self._harness_env(),
             options.call_timeout,
             options.adjust_command,
+            run_dir=self.recorder.run_dir,
+            stall=options.stall_timeout,
         )
-        self.recorder = Recorder(ArtifactStore(Path(options.runs_dir), self.swarm_id), config)
+        self.tracker = RunTracker(
+            runs_dir, self.swarm_id, config, self.repo.root, options.heartbeat_interval
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -150,7 +176,12 @@ class Swarm:
         )
 
     def prepare(self) -> None:
-        """Preflight, then ``run.json``. Raises PreflightError listing every problem."""
+        """Preflight, then ``run.json``. Raises PreflightError listing every problem.
+
+        Problems found before any harness runs (the repo, missing binaries) leave no run
+        folder. From the probes on, the run is tracked: a failed probe leaves its logs and
+        the run's entry in the index (status failed) for whoever debugs the nightly job.
+        """
         repo = self.repo
         if not repo.is_repo():
             raise PreflightError(check_repo(repo))
@@ -161,14 +192,23 @@ class Swarm:
             patterns.append(f"/{runs.relative_to(repo.root).as_posix()}/")
         repo.exclude(*patterns)
         problems = check_repo(repo) + check_harnesses(self.config, self.caller)
-        probe = self.config.probe if self.options.probe is None else self.options.probe
-        if not problems and probe:
-            problems = probe_models(self.config, self.caller, repo)
         if problems:
+            raise PreflightError(problems)
+        self.result.main_before = repo.head("main")
+        self.tracker.start(self.result.started_at, self.result.main_before)
+        probe = self.config.probe if self.options.probe is None else self.options.probe
+        records: list[CallRecord] = []
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            versions = pool.submit(harness_versions, self.config, self.caller)
+            problems = probe_models(self.config, self.caller, repo, records) if probe else []
+            self.tracker.record_versions(versions.result())
+        if records:
+            self.recorder.calls("preflight", None, records)
+        if problems:
+            self.result.preflight_problems = problems
             raise PreflightError(problems)
         repo.use_fallback_identity_if_needed()
         self.queue.ensure_dirs()
-        self.result.main_before = repo.head("main")
         self.recorder.run_started(self.result.started_at)
 
     def start(self) -> None:
@@ -194,9 +234,48 @@ class Swarm:
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
+    def finalize(self, exit_status: int | None = None) -> None:
+        """Record how the run ended: oompa-run.json, the index entry, the metrics line.
+
+        ``exit_status`` is pytest's when pytest drove the swarm; without it the status is
+        derived from what happened. Does nothing for a run that never started."""
+        r = self.result
+        if exit_status is not None:
+            status = status_for_exit(exit_status)
+        elif r.interrupted:
+            status = "interrupted"
+        elif (
+            r.errors
+            or r.preflight_problems
+            or any(i.outcome in (Outcome.ERROR, Outcome.REJECTED) for i in r.iterations)
+        ):
+            status = "failed"
+        else:
+            status = "completed"
+        r.status, r.exit_status = status, exit_status
+        reports = r.workers.values()
+        counts = Counts(
+            workers=len(self.config.workers),
+            iterations=len(r.iterations),
+            merges=sum(w.metrics.merges for w in reports),
+            errors=sum(w.metrics.errors for w in reports),
+            rejections=sum(w.metrics.rejections for w in reports),
+        )
+        self.tracker.finish(
+            status=status,
+            exit_status=exit_status,
+            main_after=r.main_after or None,
+            counts=counts,
+            errors=r.preflight_problems + r.errors,
+        )
+
     def run(self) -> SwarmResult:
-        """prepare + start + wait; Ctrl-C stops the swarm cleanly, then propagates."""
-        self.prepare()
+        """prepare + start + wait + finalize; Ctrl-C stops the swarm cleanly, then propagates."""
+        try:
+            self.prepare()
+        except PreflightError:
+            self.finalize()
+            raise
         self.start()
         try:
             while not self.wait(0.2):
@@ -204,7 +283,9 @@ class Swarm:
         except KeyboardInterrupt:
             self.stop()
             self.wait()
+            self.finalize()
             raise
+        self.finalize()
         return self.result
 
     # -- the coordinator thread ----------------------------------------------------------------
@@ -214,6 +295,8 @@ class Swarm:
             planner = self.config.planner
             if planner and self.options.run_planner and not self._stop.is_set():
                 self.result.planner = run_planner(self._context(), planner)
+                if self.result.planner.call is not None:
+                    self.recorder.calls("planner", None, [self.result.planner.call])
                 self.listener.planner_finished(self.result.planner)
             threads = [
                 threading.Thread(target=self._run_worker, args=(runner,), name=runner.id)

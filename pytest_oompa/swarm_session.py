@@ -192,9 +192,18 @@ class SwarmSession:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """An engine failure fails the run even when every reported item passed."""
+        """An engine failure fails the run even when every reported item passed; then the
+        run's final status goes to oompa-run.json, the index and the metrics history."""
         if self.result is not None and self.result.errors:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        if self.swarm is None:
+            return
+        try:
+            self.swarm.finalize(int(session.exitstatus))
+        except Exception as exc:  # never raise out of sessionfinish: say it and go on
+            self.config.issue_config_time_warning(
+                pytest.PytestWarning(f"oompa: could not record the end of the run: {exc}"), 2
+            )
 
     # -- reporting -----------------------------------------------------------------------------
 
