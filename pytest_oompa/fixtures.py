@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from pytest_oompa.artifacts import read_artifact
 from pytest_oompa.config import resolve
 from pytest_oompa.harnesses import HarnessRegistry
 from pytest_oompa.results import IterationResult, WorkerReport
+from pytest_oompa.runfiles import IGNORED, read_any
 from pytest_oompa.swarm import Swarm, SwarmOptions, SwarmResult
 
 IDENTITY = ("-c", "user.name=oompa test", "-c", "user.email=test@oompa.invalid")
@@ -116,33 +116,30 @@ class SwarmRun:
     def run_dir(self) -> Path:
         return self.result.run_dir
 
-    def artifact(self, relpath: str) -> dict[str, Any]:
-        kind = _kind_of(relpath)
-        return read_artifact(self.run_dir / relpath, kind)
+    def artifact(self, relpath: str) -> Any:
+        """One file of the run (``summary.json``, ``iterations/w0-i1.json``, …), validated."""
+        return read_any(self.run_dir.parent, self.run_dir / relpath)
 
-    def artifacts(self) -> dict[str, dict[str, Any]]:
-        """Every contract artifact of the run, validated on read, by relative path."""
+    def artifacts(self) -> dict[str, Any]:
+        """Every file of the run folder, validated on read, by path relative to it."""
         return {
-            p.relative_to(self.run_dir).as_posix(): read_artifact(
-                p, _kind_of(p.name, p.parent.name)
-            )
-            for p in sorted(self.run_dir.rglob("*.json"))
+            p.relative_to(self.run_dir).as_posix(): read_any(self.run_dir.parent, p)
+            for p in sorted(self.run_dir.rglob("*"))
+            if p.is_file() and p.name not in IGNORED
         }
 
     @property
-    def fake_calls(self) -> list[dict[str, Any]]:
+    def fake_invocations(self) -> list[dict[str, Any]]:
+        """Every line of the fake harnesses' log: agent calls, ``--version`` checks, refusals."""
         if not self.fake_log_path.exists():
             return []
         lines = self.fake_log_path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
-
-def _kind_of(name: str, parent: str = "") -> str:
-    path = Path(name)
-    parent = parent or path.parent.name
-    if parent in ("iterations", "reviews"):
-        return parent[:-1]
-    return path.stem
+    @property
+    def fake_calls(self) -> list[dict[str, Any]]:
+        """The agent calls (worker, fix, reviewer, planner, probe), in the order they ended."""
+        return [c for c in self.fake_invocations if c.get("role")]
 
 
 @dataclass

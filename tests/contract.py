@@ -1,8 +1,9 @@
-"""Checks a whole run folder against our schemas and against oompa's published contract.
+"""Checks a run folder against our schemas and against oompa's published contract.
 
-The contract lives beside the project (``../shared/contract/oompa-0.7-schemas``); where it is
-absent the contract half is skipped and our own schemas still apply. The one documented,
-deliberate difference: our writer emits the ``claimed`` outcome, which the contract forgot.
+Every file under the runs folder must validate against a schema in ``schemas/``
+(``pytest_oompa.runfiles`` knows which). The five contract artifacts must also validate
+against oompa's contract (``../shared/contract/oompa-0.7-schemas``; skipped where absent),
+with the one documented, deliberate difference: our writer emits the ``claimed`` outcome.
 """
 
 from __future__ import annotations
@@ -14,16 +15,10 @@ from typing import Any
 
 from jsonschema import Draft7Validator
 
-from pytest_oompa.artifacts import FORMAT_CHECKER, read_artifact
+from pytest_oompa.artifacts import CONTRACT_KINDS, FORMAT_CHECKER
+from pytest_oompa.runfiles import check_tree, kind_for
 
 CONTRACT_DIR = Path(__file__).resolve().parents[2] / "shared" / "contract" / "oompa-0.7-schemas"
-
-
-def kind_of(run_dir: Path, path: Path) -> str:
-    rel = path.relative_to(run_dir)
-    if rel.parts[0] in ("iterations", "reviews"):
-        return rel.parts[0][:-1]
-    return path.stem
 
 
 @functools.cache
@@ -32,27 +27,33 @@ def contract_validator(kind: str) -> Draft7Validator | None:
     if not path.exists():
         return None
     schema = json.loads(path.read_text())
-    # The documented difference: 'claimed' is an outcome our writer emits.
     if kind == "iteration":
         schema["properties"]["outcome"]["enum"].append("claimed")
     if kind == "live-summary":
-        schema["properties"]["workers"]["additionalProperties"]["properties"]["status"][
-            "enum"
-        ].append("claimed")
+        worker = schema["properties"]["workers"]["additionalProperties"]
+        worker["properties"]["status"]["enum"].append("claimed")
     return Draft7Validator(schema, format_checker=FORMAT_CHECKER)
 
 
-def assert_run_valid(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """Every JSON file of the run validates against ours and the contract; returns them."""
-    found = {}
-    for path in sorted(run_dir.rglob("*.json")):
-        kind = kind_of(run_dir, path)
-        data = read_artifact(path, kind)  # ours, on read
-        validator = contract_validator(kind)
+def assert_runs_valid(runs_dir: Path) -> dict[str, Any]:
+    """Every file under ``runs_dir`` validates (ours, and the contract where it applies)."""
+    found, problems = check_tree(runs_dir)
+    assert not problems, problems
+    for rel, data in found.items():
+        kind, _ = kind_for(rel)  # type: ignore[misc]
+        validator = contract_validator(kind) if kind in CONTRACT_KINDS else None
         if validator is not None:
             errors = [e.message for e in validator.iter_errors(data)]
-            assert not errors, f"{path} breaks the oompa contract: {errors}"
-        found[path.relative_to(run_dir).as_posix()] = data
-    assert "run.json" in found and "summary.json" in found, sorted(found)
-    assert "live-summary.json" not in found  # deleted when summary.json is written
+            assert not errors, f"{rel} breaks the oompa contract: {errors}"
     return found
+
+
+def assert_run_valid(run_dir: Path) -> dict[str, Any]:
+    """One run's files, valid, keyed by path relative to the run folder; a finished run has
+    run.json and summary.json and no live-summary.json."""
+    found = assert_runs_valid(run_dir.parent)
+    prefix = f"{run_dir.name}/"
+    mine = {k[len(prefix) :]: v for k, v in found.items() if k.startswith(prefix)}
+    assert "run.json" in mine and "summary.json" in mine, sorted(mine)
+    assert "live-summary.json" not in mine  # deleted when summary.json is written
+    return mine

@@ -135,8 +135,8 @@ def test_k_selects_one_worker(pytester, monkeypatch):
     monkeypatch.setenv("OOMPA_FAKE_LOG", str(log))
     result = pytester.runpytest("--oompa-swarm=oompa.json", "-k", "w1", "-v")
     result.assert_outcomes(passed=2, deselected=4)
-    workers = {json.loads(line)["worker"] for line in log.read_text().splitlines()}
-    assert workers == {"w1"}
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {c["worker"] for c in calls if c["role"]} == {"w1"}  # role None: --version
 
 
 def test_junit_carries_iteration_properties(pytester):
@@ -329,5 +329,5 @@ def test_the_harness_command_hook_can_adjust_each_call(pytester, monkeypatch):
     )
     pytester.runpytest("--oompa-swarm=oompa.json").assert_outcomes(passed=1)
     calls = [json.loads(line) for line in log.read_text().splitlines()]
-    marks = {c["role"]: c["env"].get("OOMPA_MARK") for c in calls}
+    marks = {c["role"]: c["env"].get("OOMPA_MARK") for c in calls if c["role"]}
     assert marks == {"worker": None, "reviewer": "reviewed-by-hook"}
