@@ -4,10 +4,9 @@ every worker runs at once."""
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import signal
-from collections.abc import Iterator
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -50,22 +49,44 @@ class _QueueListener(SwarmListener):
         self.events.put(_Event("swarm", result))
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the swarm as Ctrl-C does: agents stopped, tasks recycled, summary written."""
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+def _still_stopping(signum: int, frame: FrameType | None) -> None:
+    sys.stderr.write("\noompa: still stopping the swarm and recording the run; one moment\n")
+
+
+class _Signals:
+    """The signal handling of one swarm run, in the main thread.
+
+    While it runs, SIGTERM ends it as Ctrl-C does (agents stopped, tasks recycled, summary
+    written). Once it is interrupted, further SIGINT/SIGTERM are only acknowledged until the
+    run is recorded: pytest formats the interrupt's traceback before its sessionfinish, and a
+    second Ctrl-C landing there would kill the process before the run's end is written.
+    """
+
+    def __init__(self) -> None:
+        self._saved: dict[int, Any] = {}
+
+    def _set(self, signum: int, handler: Any) -> None:
+        try:
+            previous = signal.signal(signum, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            return
+        self._saved.setdefault(signum, previous)
+
+    def running(self) -> None:
+        self._set(signal.SIGTERM, _raise_interrupt)
+
+    def shield(self) -> None:
+        self._set(signal.SIGINT, _still_stopping)
+        self._set(signal.SIGTERM, _still_stopping)
+
+    def restore(self) -> None:
+        for signum, previous in self._saved.items():
+            signal.signal(signum, previous)
+        self._saved.clear()
 
 
 class SwarmSession:
@@ -83,6 +104,8 @@ class SwarmSession:
         self.iteration_results: dict[tuple[str, int], IterationResult] = {}
         self.worker_reports: dict[str, WorkerReport] = {}
         self.planner_result: PlannerResult | None = None
+        self.interrupted = False
+        self.signals = _Signals()
 
     @property
     def swarm_id(self) -> str:
@@ -121,33 +144,35 @@ class SwarmSession:
         except PreflightError as exc:
             raise pytest.UsageError(str(exc)) from None
         pending: dict[Any, OompaItem] = {item.key: item for item in items}
-        with _sigterm_as_interrupt():
-            swarm.start()
-            try:
-                while pending:
-                    try:
-                        event = listener.events.get(timeout=POLL_SECONDS)
-                    except queue.Empty:
-                        if swarm.running:
-                            continue
-                        # Gone without a word (cannot happen unless the engine has a bug):
-                        # report what is left rather than wait forever.
-                        event = _Event("swarm", swarm.result)
-                    for key in self._absorb(event):
-                        if key not in pending:
-                            continue
-                        item = pending.pop(key)
-                        # Items run in completion order, so the next one is unknown: tear the
-                        # collector chain down after each (swarm items use no fixtures).
-                        item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
-                    if session.shouldfail or session.shouldstop:
-                        swarm.stop()
-                        break
-            except KeyboardInterrupt:
-                swarm.stop()
-                raise
-            finally:
-                self._drain(swarm, listener)
+        self.signals.running()
+        swarm.start()
+        try:
+            while pending:
+                try:
+                    event = listener.events.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    if swarm.running:
+                        continue
+                    # Gone without a word (cannot happen unless the engine has a bug):
+                    # report what is left rather than wait forever.
+                    event = _Event("swarm", swarm.result)
+                for key in self._absorb(event):
+                    if key not in pending:
+                        continue
+                    item = pending.pop(key)
+                    # Items run in completion order, so the next one is unknown: tear the
+                    # collector chain down after each (swarm items use no fixtures).
+                    item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+                if session.shouldfail or session.shouldstop:
+                    swarm.stop()
+                    break
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.signals.shield()
+            swarm.stop()
+            raise
+        finally:
+            self._drain(swarm, listener)
 
     def _absorb(self, event: _Event) -> list[Any]:
         """Record an engine event; return the keys of the items it makes reportable."""
@@ -198,12 +223,16 @@ class SwarmSession:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         if self.swarm is None:
             return
+        # An interruption is what happened, whatever pytest got to record before it ended.
+        status = pytest.ExitCode.INTERRUPTED if self.interrupted else session.exitstatus
         try:
-            self.swarm.finalize(int(session.exitstatus))
+            self.swarm.finalize(int(status))
         except Exception as exc:  # never raise out of sessionfinish: say it and go on
             self.config.issue_config_time_warning(
                 pytest.PytestWarning(f"oompa: could not record the end of the run: {exc}"), 2
             )
+        finally:
+            self.signals.restore()
 
     # -- reporting -----------------------------------------------------------------------------
 

@@ -224,7 +224,9 @@ def test_the_index_status_follows_pytests_exit(tmp_path, scenario, args, status,
     assert (entry["status"], entry["exit-status"]) == (status, code)
 
 
-def test_sigint_is_recorded_as_interrupted(tmp_path):
+@pytest.mark.parametrize("presses", [1, 2], ids=["ctrl-c", "ctrl-c-twice"])
+def test_sigint_is_recorded_as_interrupted(tmp_path, presses):
+    """A second Ctrl-C during the cleanup does not cut it short: same clean end."""
     runs = tmp_path / "runs"
     repo = _project(
         tmp_path / "p",
@@ -236,9 +238,12 @@ def test_sigint_is_recorded_as_interrupted(tmp_path):
     while len(repo.worktrees()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
+    for _ in range(presses):
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    assert repo.worktrees() == [str(repo.path)] and repo.branches() == ["main"]
     found = assert_runs_valid(runs)
     (entry,) = found["index.json"]["runs"]
     assert (entry["status"], entry["exit-status"]) == ("interrupted", 2)
