@@ -133,6 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     session = config.stash.get(SESSION_KEY, None)
     if session is not None:
+        session.signals.restore()
         config.pluginmanager.unregister(session, "oompa-session")
         del config.stash[SESSION_KEY]
 

@@ -62,8 +62,9 @@ class _Signals:
 
     While it runs, SIGTERM ends it as Ctrl-C does (agents stopped, tasks recycled, summary
     written). Once it is interrupted, further SIGINT/SIGTERM are only acknowledged until the
-    run is recorded: pytest formats the interrupt's traceback before its sessionfinish, and a
-    second Ctrl-C landing there would kill the process before the run's end is written.
+    session is over (restored in pytest_unconfigure): pytest formats the interrupt's traceback
+    and prints its terminal summary around sessionfinish, and a second Ctrl-C landing there
+    would kill the process with a traceback, or before the run's end is written.
     """
 
     def __init__(self) -> None:
@@ -231,8 +232,6 @@ class SwarmSession:
             self.config.issue_config_time_warning(
                 pytest.PytestWarning(f"oompa: could not record the end of the run: {exc}"), 2
             )
-        finally:
-            self.signals.restore()
 
     # -- reporting -----------------------------------------------------------------------------
 
