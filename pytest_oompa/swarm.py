@@ -32,6 +32,7 @@ from pytest_oompa.preflight import (
 )
 from pytest_oompa.procs import ProcessSupervisor
 from pytest_oompa.recorder import Recorder
+from pytest_oompa.report import write_report
 from pytest_oompa.results import (
     CallRecord,
     IterationResult,
@@ -268,6 +269,11 @@ class Swarm:
             counts=counts,
             errors=r.preflight_problems + r.errors,
         )
+        if self.tracker.started:
+            try:  # after finish(), so the report shows the final status
+                write_report(self.run_dir)
+            except Exception as exc:
+                self._engine_error("writing report.html", exc)
 
     def run(self) -> SwarmResult:
         """prepare + start + wait + finalize; Ctrl-C stops the swarm cleanly, then propagates."""
