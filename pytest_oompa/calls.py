@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,15 @@ from pytest_oompa.atomic import atomic_write_text, dumps_json
 from pytest_oompa.commandlog import CommandLog
 from pytest_oompa.config import AgentSpec
 from pytest_oompa.harness_output import ParsedOutput
-from pytest_oompa.harnesses import HarnessCommand, HarnessRegistry, SessionMode, build_command
+from pytest_oompa.harnesses import (
+    BASE_ENV,
+    HarnessCommand,
+    HarnessRegistry,
+    HarnessSpec,
+    SessionMode,
+    build_command,
+    env_matches,
+)
 from pytest_oompa.procs import ProcessSupervisor, ProcResult
 from pytest_oompa.results import CallRecord
 
@@ -55,26 +63,57 @@ class HarnessCaller:
         adjust: Callable[[HarnessCommand, str], HarnessCommand] | None = None,
         run_dir: Path | None = None,
         stall: float | None = None,
+        *,
+        extra_env: Mapping[str, str] | None = None,
+        env_pass: Sequence[str] = (),
+        retries: int = 0,
+        backoff: float = 2.0,
+        stop: threading.Event | None = None,
     ) -> None:
         self.registry = registry
         self.supervisor = supervisor
-        self.env = dict(env)
+        self.env = dict(env)  # the environment harness variables are picked from
+        self.extra_env = dict(extra_env or {})  # always given: fakes' settings, the user's own
+        self.env_pass = tuple(env_pass)
         self.default_timeout = default_timeout
         # A last word on each command before it runs (the pytest_oompa_harness_command hook):
         # extra flags, environment, a wrapper. Receives the command and the call's role.
         self.adjust = adjust
         self.run_dir = run_dir  # where commands/ and errors/ go; None: no logs
         self.stall = stall
+        self.retries = retries
+        self.backoff = backoff
+        self.stop = stop or threading.Event()
         self._binaries: dict[str, str | None] = {}
         self._lock = threading.Lock()
+
+    def env_for(self, harness: str) -> dict[str, str]:
+        """What one harness process gets: BASE_ENV, the variables its CLI reads, the user's
+        pass-through patterns, then the explicitly given variables. No blanket copy."""
+        patterns = (*BASE_ENV, *self.registry.get(harness).env_pass, *self.env_pass)
+        env = {k: v for k, v in self.env.items() if env_matches(k, patterns)}
+        env.update(self.extra_env)
+        return env
 
     def binary(self, harness: str) -> str | None:
         """Absolute path of the harness binary on the swarm's PATH (looked up once)."""
         with self._lock:
             if harness not in self._binaries:
                 name = self.registry.get(harness).binary
-                self._binaries[harness] = shutil.which(name, path=self.env.get("PATH"))
+                path = self.extra_env.get("PATH", self.env.get("PATH"))
+                self._binaries[harness] = shutil.which(name, path=path)
             return self._binaries[harness]
+
+    @staticmethod
+    def _transient(spec: HarnessSpec, proc: ProcResult) -> bool:
+        """An infrastructure failure worth a retry; never the model's own failure."""
+        if proc.cancelled or proc.timed_out or proc.stalled:
+            return False
+        return (
+            proc.spawn_error is not None
+            or proc.signal is not None
+            or proc.exit_code in spec.transient_exit_codes
+        )
 
     def call(
         self,
@@ -87,9 +126,65 @@ class HarnessCaller:
         timeout: float | None = None,
         name: str | None = None,
     ) -> CallOutcome:
-        """Run one call. With a ``name`` (and a run folder) it streams to
-        commands/{name}.ndjson and, when it fails, leaves errors/{name}.json."""
+        """Run one call (retried on infrastructure failures when retries are on). With a
+        ``name`` (and a run folder) it streams to commands/{name}.ndjson (every attempt,
+        appended) and, when it finally fails, leaves errors/{name}.json."""
         spec = self.registry.get(agent.harness)
+        attempt = 0
+        while True:
+            attempt += 1
+            command, proc, parsed, failure, log = self._attempt(
+                spec,
+                agent,
+                role=role,
+                prompt=prompt,
+                cwd=cwd,
+                session=session,
+                timeout=timeout,
+                name=name,
+            )
+            if attempt > self.retries or not self._transient(spec, proc):
+                break
+            if self.stop.wait(self.backoff * 2 ** (attempt - 1)):
+                break
+        record = CallRecord(
+            role=role,
+            harness=agent.harness,
+            model=agent.model,
+            argv=command.argv,
+            cwd=str(cwd),
+            exit_code=proc.exit_code,
+            duration_ms=int(proc.duration_s * 1000),
+            failure=failure,
+            stdout_tail=proc.stdout[-TAIL:],
+            stderr_tail=proc.stderr[-TAIL:],
+            reply=parsed.text,
+            session_id=command.session_id or parsed.session_id,
+            input_tokens=parsed.input_tokens,
+            output_tokens=parsed.output_tokens,
+            cost_usd=parsed.cost_usd,
+            name=name or "",
+            log=f"commands/{name}.ndjson" if log else None,
+            attempts=attempt,
+        )
+        if failure and log is not None and not proc.cancelled:
+            record = dataclasses.replace(record, error_file=self._error_artifact(record, proc))
+        return CallOutcome(record, parsed, proc)
+
+    def _attempt(
+        self,
+        spec: HarnessSpec,
+        agent: AgentSpec,
+        *,
+        role: str,
+        prompt: str,
+        cwd: Path,
+        session: SessionMode,
+        timeout: float | None,
+        name: str | None,
+    ) -> tuple[HarnessCommand, ProcResult, ParsedOutput, str | None, CommandLog | None]:
+        # Built anew each attempt: a new chosen session id, since a CLI may have registered
+        # the first one before it failed.
         command = build_command(
             spec,
             prompt=prompt,
@@ -114,40 +209,21 @@ class HarnessCaller:
         proc = self.supervisor.run(
             command.argv,
             cwd=cwd,
-            env={**self.env, **command.env},
+            env={**self.env_for(agent.harness), **command.env},
             timeout=timeout or agent.timeout or self.default_timeout,
             stall=self.stall,
             on_output=log.output if log else None,
         )
         parsed = spec.parse(proc.stdout) if proc.exit_code == 0 else ParsedOutput(text=proc.stdout)
         failure = proc.failure or (f"unparsable output: {parsed.error}" if parsed.error else None)
-        duration_ms = int(proc.duration_s * 1000)
         if log is not None:
-            log.close(
-                **{"exit-code": proc.exit_code, "duration-ms": duration_ms, "failure": failure}
-            )
-        record = CallRecord(
-            role=role,
-            harness=agent.harness,
-            model=agent.model,
-            argv=command.argv,
-            cwd=str(cwd),
-            exit_code=proc.exit_code,
-            duration_ms=duration_ms,
-            failure=failure,
-            stdout_tail=proc.stdout[-TAIL:],
-            stderr_tail=proc.stderr[-TAIL:],
-            reply=parsed.text,
-            session_id=command.session_id or parsed.session_id,
-            input_tokens=parsed.input_tokens,
-            output_tokens=parsed.output_tokens,
-            cost_usd=parsed.cost_usd,
-            name=name or "",
-            log=f"commands/{name}.ndjson" if log else None,
-        )
-        if failure and log is not None and not proc.cancelled:
-            record = dataclasses.replace(record, error_file=self._error_artifact(record, proc))
-        return CallOutcome(record, parsed, proc)
+            ended = {
+                "exit-code": proc.exit_code,
+                "duration-ms": int(proc.duration_s * 1000),
+                "failure": failure,
+            }
+            log.close(**ended)
+        return command, proc, parsed, failure, log
 
     def _error_artifact(self, record: CallRecord, proc: ProcResult) -> str:
         assert self.run_dir is not None

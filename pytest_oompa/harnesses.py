@@ -52,6 +52,11 @@ class HarnessSpec:
     stdin_note: str = ""
     version_args: tuple[str, ...] = ("--version",)
     exit_codes: Mapping[str, int] = field(default_factory=dict)
+    # Variables (exact names, or prefixes ending in '*') the CLI reads from the environment:
+    # the harness process gets these, BASE_ENV and what the user configures, nothing else.
+    env_pass: tuple[str, ...] = ()
+    # Exit codes that mean a transient infrastructure failure (retried when retries are on).
+    transient_exit_codes: frozenset[int] = frozenset()
 
     def parse(self, stdout: str) -> ParsedOutput:
         return PARSERS[self.parser](stdout)
@@ -141,6 +146,7 @@ BUILTIN_HARNESSES: tuple[HarnessSpec, ...] = (
         session=SessionStrategy.CHOSEN_UUID,
         parser="claude-json",
         env=MappingProxyType({"IS_SANDBOX": "1"}),
+        env_pass=("ANTHROPIC_*", "CLAUDE_*", "DISABLE_*", "CLAUDE_CODE_*"),
         stdin_note="may carry the prompt; an open pipe costs a 3 s wait",
         exit_codes=MappingProxyType({"bad-flag": 1, "unknown-session": 1}),
     ),
@@ -159,6 +165,7 @@ BUILTIN_HARNESSES: tuple[HarnessSpec, ...] = (
         resume_prompt_args=("{prompt}",),
         session=SessionStrategy.REPORTED,
         parser="codex-jsonl",
+        env_pass=("OPENAI_*", "CODEX_*", "AZURE_OPENAI_*"),
         stdin_note="must be closed, or it blocks forever",
         exit_codes=MappingProxyType({"bad-flag": 2, "unknown-session": 1}),
     ),
@@ -172,6 +179,19 @@ BUILTIN_HARNESSES: tuple[HarnessSpec, ...] = (
         resume_args=("-s", "{session}"),
         session=SessionStrategy.REPORTED,
         parser="opencode-ndjson",
+        # opencode talks to many providers; each reads its own key.
+        env_pass=(
+            "OPENCODE_*",
+            "OPENROUTER_*",
+            "ANTHROPIC_*",
+            "OPENAI_*",
+            "GROQ_*",
+            "GOOGLE_*",
+            "GEMINI_*",
+            "MISTRAL_*",
+            "DEEPSEEK_*",
+            "XAI_*",
+        ),
         stdin_note="must be closed, or it blocks forever",
         exit_codes=MappingProxyType({"bad-flag": 1, "unknown-session": 1}),
     ),
@@ -188,10 +208,52 @@ BUILTIN_HARNESSES: tuple[HarnessSpec, ...] = (
         prompt_args=("--prompt={prompt}",),
         session=SessionStrategy.CHOSEN_UUID,
         parser="gemini-json",
+        env_pass=("GEMINI_*", "GOOGLE_*"),
+        # In its json modes gemini exits with the HTTP status mod 256: 429, 500, 502, 503, 504.
+        transient_exit_codes=frozenset({173, 244, 246, 247, 248}),
         stdin_note="read with a 500 ms timeout",
         exit_codes=MappingProxyType({"bad-flag": 1, "unknown-session": 42}),
     ),
 )
+
+
+# What any CLI may need from the environment: its user, locale, home and config folders,
+# proxies and certificates, a git identity. Not GIT_DIR and friends (they would point an
+# agent's git at another repository), not the parent's secrets.
+BASE_ENV = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TERM",
+    "TZ",
+    "TMPDIR",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "XDG_*",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "all_proxy",
+    "GIT_AUTHOR_*",
+    "GIT_COMMITTER_*",
+    "SSH_AUTH_SOCK",
+    "OOMPA_*",
+)
+
+
+def env_matches(name: str, patterns: tuple[str, ...] | list[str]) -> bool:
+    return any(name.startswith(p[:-1]) if p.endswith("*") else name == p for p in patterns)
 
 
 class UnknownHarness(KeyError):

@@ -94,7 +94,10 @@ def harness_versions(config: SwarmConfig, caller: HarnessCaller) -> dict[str, st
             return None
         spec = caller.registry.get(name)
         proc = caller.supervisor.run(
-            [binary, *spec.version_args], cwd=Path.cwd(), env=caller.env, timeout=VERSION_TIMEOUT
+            [binary, *spec.version_args],
+            cwd=Path.cwd(),
+            env=caller.env_for(name),
+            timeout=VERSION_TIMEOUT,
         )
         lines = proc.stdout.strip().splitlines()
         return lines[0][:200] if proc.exit_code == 0 and lines else None

@@ -104,6 +104,7 @@ class Recorder:
                     "failure": c.failure,
                     "log": c.log,
                     "error": c.error_file,
+                    "attempts": c.attempts,
                 }
                 for c in records
             ],

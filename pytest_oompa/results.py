@@ -47,6 +47,7 @@ class CallRecord:
     name: str = ""  # commands/{name}.ndjson, errors/{name}.json
     log: str | None = None  # path relative to the run folder
     error_file: str | None = None
+    attempts: int = 1  # more than 1: retried after infrastructure failures
 
 
 @dataclass(frozen=True)
