@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from pytest_oompa.gate import GateSection
+
 REASONING_LEVELS = ("minimal", "low", "medium", "high", "xhigh")
 # oompa accepts "max"; the codex CLI calls the same level "xhigh".
 REASONING_ALIASES = {"max": "xhigh"}
@@ -130,6 +132,61 @@ class FakeHarnessSection(_Section):
     scenario: str | None = None
 
 
+PYTEST_OUTCOMES = ("pass", "fail", "skip", "xfail")
+ITERATION_OUTCOMES = (
+    "merged",
+    "rejected",
+    "error",
+    "done",
+    "executor-done",
+    "no-changes",
+    "working",
+    "claimed",
+)
+DEFAULT_OUTCOMES = {o: "fail" if o in ("rejected", "error") else "pass" for o in ITERATION_OUTCOMES}
+
+
+def check_outcomes(value: dict[str, str]) -> dict[str, str]:
+    for outcome, verdict in value.items():
+        if outcome not in ITERATION_OUTCOMES:
+            known = ", ".join(ITERATION_OUTCOMES)
+            raise ValueError(f"unknown outcome {outcome!r}; expected one of: {known}")
+        if verdict not in PYTEST_OUTCOMES:
+            known = ", ".join(PYTEST_OUTCOMES)
+            raise ValueError(f"outcome {outcome!r}: {verdict!r} is not one of {known}")
+    return value
+
+
+def parse_outcomes(text: str) -> dict[str, str]:
+    """``rejected=xfail,working=fail`` from the command line, checked like the config's."""
+    pairs = (part.partition("=") for part in text.split(",") if part.strip())
+    return check_outcomes({k.strip(): v.strip() for k, _, v in pairs})
+
+
+class TimeoutsSection(_Section):
+    call: float | None = Field(default=None, gt=0)  # any harness call (an agent's own wins)
+    iteration: float | None = Field(default=None, gt=0)  # all the calls of one iteration
+    swarm: float | None = Field(default=None, gt=0)  # the whole run
+    stall: float | None = Field(default=None, gt=0)  # a call printing nothing for this long
+
+
+class RetriesSection(_Section):
+    """Retries of a harness call that failed for an infrastructure reason (it could not start,
+    it was killed by a signal it did not ask for, or it exited with one of its CLI's transient
+    codes): never for the model's own failure."""
+
+    attempts: int = Field(default=0, ge=0, le=10)
+    backoff: float = Field(default=2.0, ge=0)
+
+
+class EnvSection(_Section):
+    """Environment of the harness processes beyond what each harness needs."""
+
+    # Names (or prefixes ending in '*') of variables to pass through from this environment.
+    pass_: list[str] = Field(default_factory=list, alias="pass")
+    set: dict[str, str] = Field(default_factory=dict)
+
+
 class SwarmFile(_Section):
     workers: list[WorkerSection] = Field(min_length=1)
     reviewer: ReviewerSection | None = None
@@ -138,6 +195,13 @@ class SwarmFile(_Section):
     fake_harnesses: FakeHarnessSection | None = None
     probe: bool = True
     executor_wait: float = Field(default=60, ge=0)
+    gate: GateSection | None = None
+    outcomes: dict[str, str] = Field(default_factory=dict)
+    timeouts: TimeoutsSection = Field(default_factory=TimeoutsSection)
+    retries: RetriesSection = Field(default_factory=RetriesSection)
+    env: EnvSection = Field(default_factory=EnvSection)
+
+    _outcomes = field_validator("outcomes")(check_outcomes)
 
     @field_validator("fake_harnesses", mode="before")
     @classmethod
@@ -197,6 +261,11 @@ class SwarmConfig:
     use_fake_harnesses: bool = False
     probe: bool = True
     executor_wait: float = 60
+    gate: GateSection | None = None
+    outcomes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_OUTCOMES))
+    timeouts: TimeoutsSection = field(default_factory=TimeoutsSection)
+    retries: RetriesSection = field(default_factory=RetriesSection)
+    env: EnvSection = field(default_factory=EnvSection)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def agents(self) -> Iterable[AgentSpec]:
@@ -237,6 +306,10 @@ def _section_fields(loc_parent: str) -> list[str] | None:
         "reviewer": ReviewerSection,
         "planner": PlannerSection,
         "fake_harnesses": FakeHarnessSection,
+        "gate": GateSection,
+        "timeouts": TimeoutsSection,
+        "retries": RetriesSection,
+        "env": EnvSection,
     }
     model = sections.get(base)
     return list(model.model_fields) if model else None
@@ -359,6 +432,11 @@ def resolve(data: Any, path: Path, harnesses: Collection[str]) -> SwarmConfig:
         use_fake_harnesses=parsed.fake_harnesses is not None,
         probe=parsed.probe,
         executor_wait=parsed.executor_wait,
+        gate=parsed.gate,
+        outcomes={**DEFAULT_OUTCOMES, **parsed.outcomes},
+        timeouts=parsed.timeouts,
+        retries=parsed.retries,
+        env=parsed.env,
         raw=data,
     )
 

@@ -20,6 +20,9 @@ from pytest_oompa import paths
 from pytest_oompa.artifacts import ArtifactStore
 from pytest_oompa.calls import HarnessCaller
 from pytest_oompa.config import SwarmConfig
+from pytest_oompa.gate import Check, GateFacts, GateSection
+from pytest_oompa.gate import evaluate as evaluate_gate
+from pytest_oompa.gate import passed as gate_passed
 from pytest_oompa.git import Repo
 from pytest_oompa.harnesses import HarnessCommand, HarnessRegistry
 from pytest_oompa.planner import run_planner
@@ -42,7 +45,13 @@ from pytest_oompa.results import (
     WorkerStatus,
 )
 from pytest_oompa.tasks import TaskQueue
-from pytest_oompa.tracking import HEARTBEAT_SECONDS, Counts, RunTracker, status_for_exit
+from pytest_oompa.tracking import (
+    HEARTBEAT_SECONDS,
+    Counts,
+    RunTracker,
+    seconds_between,
+    status_for_exit,
+)
 from pytest_oompa.worker import SwarmContext, WorkerRunner, utc_now
 
 WORKTREE_PATTERN = "/.w*-i*/"
@@ -84,6 +93,7 @@ class SwarmOptions:
     # Adjust each harness command before it runs: (command, role) -> command.
     adjust_command: Callable[[HarnessCommand, str], HarnessCommand] | None = None
     stall_timeout: float | None = None  # kill a call that prints nothing for this long
+    gate: GateSection | None = None  # None: the config's gate
     heartbeat_interval: float = HEARTBEAT_SECONDS
 
 
@@ -102,6 +112,8 @@ class SwarmResult:
     main_after: str = ""
     errors: list[str] = field(default_factory=list)  # the engine itself failed somewhere
     preflight_problems: list[str] = field(default_factory=list)
+    timed_out: str = ""  # why the swarm timeout stopped the run, if it did
+    gate: list[Check] = field(default_factory=list)  # empty: no gate
     status: str = "running"  # then completed | failed | interrupted (see tracking.py)
     exit_status: int | None = None
 
@@ -120,20 +132,28 @@ class Swarm:
         self.supervisor = ProcessSupervisor()
         runs_dir = Path(options.runs_dir)
         self.recorder = Recorder(ArtifactStore(runs_dir, self.swarm_id), config)
+        source_env, extra_env = self._harness_env()
+        timeouts = config.timeouts
+        self._stop = threading.Event()
         self.caller = HarnessCaller(
             self.registry,
             self.supervisor,
-            self._harness_env(),
-            options.call_timeout,
+            source_env,
+            options.call_timeout or timeouts.call,
             options.adjust_command,
             run_dir=self.recorder.run_dir,
-            stall=options.stall_timeout,
+            stall=options.stall_timeout or timeouts.stall,
+            extra_env=extra_env,
+            env_pass=config.env.pass_,
+            retries=config.retries.attempts,
+            backoff=config.retries.backoff,
+            stop=self._stop,
         )
         self.tracker = RunTracker(
             runs_dir, self.swarm_id, config, self.repo.root, options.heartbeat_interval
         )
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self.result = SwarmResult(self.swarm_id, self.recorder.run_dir, self.repo.root, utc_now())
 
@@ -141,17 +161,20 @@ class Swarm:
     def run_dir(self) -> Path:
         return self.recorder.run_dir
 
-    def _harness_env(self) -> dict[str, str]:
-        env = dict(os.environ)
+    def _harness_env(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(the environment harness variables are picked from, the variables always given)."""
+        source = dict(os.environ)
+        extra: dict[str, str] = {}
         if self.config.use_fake_harnesses:
-            env["PATH"] = f"{paths.fake_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
+            source["PATH"] = f"{paths.fake_bin_dir()}{os.pathsep}{source.get('PATH', '')}"
             if self.config.fake_scenario:
-                env["OOMPA_FAKE_SCENARIO"] = str(self.config.fake_scenario)
-        env.update(self.options.env or {})
-        if self.config.use_fake_harnesses and "OOMPA_FAKE_STATE" not in env:
+                extra["OOMPA_FAKE_SCENARIO"] = str(self.config.fake_scenario)
+        extra.update(self.config.env.set)
+        extra.update(self.options.env or {})
+        if self.config.use_fake_harnesses and "OOMPA_FAKE_STATE" not in {**source, **extra}:
             # Fake sessions live with the run's temporary state, never in the user's HOME.
-            env["OOMPA_FAKE_STATE"] = str(paths.scratch_dir(f"oompa-fake-{self.swarm_id}"))
-        return env
+            extra["OOMPA_FAKE_STATE"] = str(paths.scratch_dir(f"oompa-fake-{self.swarm_id}"))
+        return source, extra
 
     # -- phases --------------------------------------------------------------------------------
 
@@ -172,6 +195,7 @@ class Swarm:
             stop=self._stop,
             reviewer=self.config.reviewer,
             executor_wait=self.config.executor_wait,
+            iteration_timeout=self.config.timeouts.iteration,
             on_review=self.recorder.review,
             on_iteration=self._iteration_finished,
         )
@@ -215,6 +239,17 @@ class Swarm:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name=f"oompa-{self.swarm_id}")
         self._thread.start()
+        limit = self.config.timeouts.swarm
+        if limit:
+            self._timer = threading.Timer(limit, self._swarm_timeout, args=(limit,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _swarm_timeout(self, limit: float) -> None:
+        """The whole run overran: stop it like an interruption, but it is a failure."""
+        if self.running:
+            self.result.timed_out = f"swarm timeout after {limit:g} s"
+            self.stop()
 
     def stop(self) -> None:
         """Stop everything: running agents' process groups are terminated, each worker recycles
@@ -241,12 +276,16 @@ class Swarm:
         ``exit_status`` is pytest's when pytest drove the swarm; without it the status is
         derived from what happened. Does nothing for a run that never started."""
         r = self.result
+        if self._timer is not None:
+            self._timer.cancel()
         if exit_status is not None:
             status = status_for_exit(exit_status)
         elif r.interrupted:
             status = "interrupted"
         elif (
-            r.errors
+            r.timed_out
+            or not gate_passed(r.gate)
+            or r.errors
             or r.preflight_problems
             or any(i.outcome in (Outcome.ERROR, Outcome.REJECTED) for i in r.iterations)
         ):
@@ -268,6 +307,7 @@ class Swarm:
             main_after=r.main_after or None,
             counts=counts,
             errors=r.preflight_problems + r.errors,
+            gate=r.gate,
         )
         if self.tracker.started:
             try:  # after finish(), so the report shows the final status
@@ -343,13 +383,15 @@ class Swarm:
     def _finish(self) -> None:
         """Each step on its own: one failing must not cost the others, and the end of the
         swarm is always announced (the plugin waits for it)."""
-        self.result.interrupted = self._stop.is_set()
+        # A swarm timeout also stops the workers, but it is a failure, not an interruption.
+        self.result.interrupted = self._stop.is_set() and not self.result.timed_out
         order = [w.id for w in self.config.workers]
         reports = sorted(self.result.workers.values(), key=lambda r: order.index(r.worker_id))
         steps = [
             ("committing the task queue", self._commit_task_queue),
             ("reading main", lambda: setattr(self.result, "main_after", self.repo.head("main"))),
             ("writing summary.json", lambda: self.recorder.summary(reports)),
+            ("evaluating the gate", lambda: self._evaluate_gate(reports)),
         ]
         try:
             for what, step in steps:
@@ -360,6 +402,23 @@ class Swarm:
         finally:
             self.result.finished_at = utc_now()
             self.listener.swarm_finished(self.result)
+
+    def _evaluate_gate(self, reports: list[WorkerReport]) -> None:
+        gate = self.options.gate or self.config.gate
+        if gate is None or not gate.active or self.result.interrupted:
+            return
+        counts = self.queue.counts()
+        r = self.result
+        facts = GateFacts(
+            merges=sum(w.metrics.merges for w in reports),
+            completed=sum(w.metrics.completed for w in reports),
+            errors=sum(w.metrics.errors for w in reports),
+            rejections=sum(w.metrics.rejections for w in reports),
+            tasks_left=counts.pending + counts.current,
+            workers_in_error=tuple(w.worker_id for w in reports if w.status is WorkerStatus.ERROR),
+            wall_time_s=seconds_between(r.started_at, utc_now()),
+        )
+        r.gate = evaluate_gate(gate, facts)
 
     def _commit_task_queue(self) -> None:
         """Claims and completions moved task files in the root tree; record the queue's end

@@ -26,6 +26,7 @@ from pytest_oompa import __version__
 from pytest_oompa.artifacts import utc_now_iso, validate_artifact
 from pytest_oompa.atomic import atomic_write_text, dumps_json
 from pytest_oompa.config import SwarmConfig
+from pytest_oompa.gate import Check
 from pytest_oompa.runindex import append_metrics, update_index
 
 HEARTBEAT_SECONDS = 5.0
@@ -49,7 +50,7 @@ def _instant(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def _seconds_between(start: str, end: str) -> float:
+def seconds_between(start: str, end: str) -> float:
     return max(0.0, (_instant(end) - _instant(start)).total_seconds())
 
 
@@ -168,6 +169,7 @@ class RunTracker:
         main_after: str | None,
         counts: Counts,
         errors: list[str],
+        gate: list[Check] | None = None,
     ) -> None:
         """Final metadata, heartbeat, index entry and metrics line; once per run."""
         with self._lock:
@@ -188,6 +190,14 @@ class RunTracker:
                 "errors": errors,
             }
         )
+        if gate:
+            self.meta["gate"] = {
+                "passed": all(c.ok for c in gate),
+                "checks": [
+                    {"name": c.name, "ok": c.ok, "measured": c.measured, "threshold": c.threshold}
+                    for c in gate
+                ],
+            }
         self._write("oompa-run.json", "oompa-run", self.meta)
         self._heartbeat("stopped")
         update_index(self.runs_dir, self._index_entry())
@@ -198,7 +208,7 @@ class RunTracker:
                 "finished-at": finished_at,
                 "status": status,
                 "exit-status": exit_status,
-                "duration-s": round(_seconds_between(self.meta["started-at"], finished_at), 3),
+                "duration-s": round(seconds_between(self.meta["started-at"], finished_at), 3),
                 **counts.as_dict(),
             },
         )

@@ -71,6 +71,10 @@ class Interrupted(Exception):
     """The swarm is stopping: the iteration in progress is abandoned, not reported."""
 
 
+class OutOfTime(Exception):
+    """The iteration has used its whole time budget."""
+
+
 @dataclass
 class SwarmContext:
     """What every worker of one swarm shares."""
@@ -82,6 +86,7 @@ class SwarmContext:
     stop: threading.Event
     reviewer: AgentSpec | None = None
     executor_wait: float = 60.0
+    iteration_timeout: float | None = None  # all the calls of one iteration together
     on_review: Callable[[str, int, ReviewRound], Path | None] = lambda *_: None
     on_iteration: Callable[[IterationResult], None] = lambda _: None
 
@@ -192,6 +197,8 @@ class WorkerRunner:
             outcome = self._iterate(it)
         except Interrupted:
             raise
+        except OutOfTime:
+            outcome = self._fail(it, f"iteration timeout after {self.ctx.iteration_timeout:g} s")
         except GitError as exc:
             outcome = self._fail(it, f"git failed: {exc}")
         except Exception as exc:  # a bug or an OS error must cost one iteration, not the worker
@@ -282,12 +289,26 @@ class WorkerRunner:
             prompt=prompt,
             cwd=wt.path,
             session=session,
+            timeout=self._budget(it, self.spec.agent),
             name=it.call_name(self.id, role),
         )
         it.calls.append(call.record)
         if call.cancelled or (self.ctx.stop.is_set() and call.failure):
             raise Interrupted
+        self._budget(it, self.spec.agent)  # a call cut by the iteration's budget: say so
         return call
+
+    def _budget(self, it: _Iteration, agent: AgentSpec) -> float | None:
+        """A call's time limit: its own (or the swarm's default), capped by what is left of
+        the iteration's budget. Raises OutOfTime when nothing is left."""
+        limit = agent.timeout or self.ctx.caller.default_timeout
+        total = self.ctx.iteration_timeout
+        if total is None:
+            return limit
+        left = total - (time.monotonic() - it.started)
+        if left <= 0.05:
+            raise OutOfTime
+        return min(limit, left) if limit else left
 
     def _claim(self, it: _Iteration, signals: Signals) -> None:
         result = self.ctx.queue.claim(signals.claims, self.id)
@@ -337,11 +358,13 @@ class WorkerRunner:
                 prompt=prompt,
                 cwd=wt.path,
                 session=SessionMode.none(),
+                timeout=self._budget(it, reviewer),
                 name=it.call_name(self.id, "reviewer"),
             )
             it.calls.append(call.record)
             if call.cancelled:
                 raise Interrupted
+            self._budget(it, reviewer)
             if call.failure:
                 it.error = f"reviewer ({reviewer.harness}) failed: {call.failure}"
                 return False

@@ -176,7 +176,7 @@ def test_legacy_review_model(tmp_path):
             "<root>",
             "not both",
         ),
-        ({"workers": [{"model": "claude:opus"}], "gate": 3}, "gate", "unknown field"),
+        ({"workers": [{"model": "claude:opus"}], "gait": 3}, "gait", "unknown field"),
     ],
 )
 def test_broken_configs_name_the_field(tmp_path, data, where, says):
