@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_oompa.config import SwarmConfig
-from pytest_oompa.results import CallRecord, IterationResult, Outcome, PlannerResult
+from pytest_oompa.results import CallRecord, IterationResult, PlannerResult
 
 if TYPE_CHECKING:
     from pytest_oompa.swarm_session import SwarmSession
 
 SESSION_KEY = pytest.StashKey["SwarmSession"]()
-FAILING = frozenset({Outcome.REJECTED, Outcome.ERROR})
 ARG_SHOWN = 120
 
 
@@ -35,6 +34,8 @@ class SwarmFile(pytest.File):
             yield PlannerItem.from_parent(self, name="planner")
         for worker in config.workers:
             yield WorkerNode.from_parent(self, name=worker.id)
+        if self.session_state.gate.active:
+            yield GateItem.from_parent(self, name="gate")
 
     @property
     def session_state(self) -> SwarmSession:
@@ -78,11 +79,39 @@ class IterationItem(OompaItem):
         if result is None:
             pytest.skip(state.unreached_reason(self.worker_id, self.iteration))
         self.user_properties.extend(_properties(state.swarm_id, result))
-        if result.outcome in FAILING:
-            raise IterationFailure(describe_failure(result, state.relative(result.artifact)))
+        verdict = state.swarm_config.outcomes[result.outcome.value]
+        if verdict == "pass":
+            return
+        text = describe_failure(result, state.relative(result.artifact))
+        if verdict == "skip":
+            pytest.skip(text)
+        if verdict == "xfail":
+            pytest.xfail(text)
+        raise IterationFailure(text)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, f"{self.worker_id} iteration {self.iteration}"
+
+
+class GateItem(OompaItem):
+    """The swarm-level verdict: each threshold of the gate with the value it measured."""
+
+    key = "gate"
+
+    def runtest(self) -> None:
+        state = self.session_state
+        result = state.result
+        if result is None or result.interrupted:
+            pytest.skip("the swarm was stopped before its end: no gate verdict")
+        checks = result.gate
+        self.user_properties += [(f"gate_{c.name}", c.measured) for c in checks]
+        failed = [c for c in checks if not c.ok]
+        if failed:
+            lines = ["gate failed:", *(f"  {c}" for c in checks)]
+            raise IterationFailure("\n".join(lines))
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, "gate"
 
 
 class PlannerItem(OompaItem):

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pytest_oompa import hooks
-from pytest_oompa.config import ConfigError, load_config
+from pytest_oompa.config import ConfigError, load_config, parse_outcomes
+from pytest_oompa.gate import merge as merge_gate
 from pytest_oompa.harnesses import HarnessRegistry
 from pytest_oompa.items import SESSION_KEY, OompaItem, SwarmFile
 from pytest_oompa.swarm import SwarmOptions
@@ -54,6 +55,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="Put the bundled fake claude/codex/opencode/gemini first on the swarm's PATH "
         "(default: the config's fake_harnesses section).",
+    )
+    group.addoption(
+        "--oompa-gate",
+        metavar="THRESHOLDS",
+        default=None,
+        help="Gate thresholds on the swarm's outcome, over the config's gate: e.g. "
+        "min_merges=3,max_errors=0,max_rejection_rate=0.2,all_tasks_complete,no_worker_error,"
+        "max_wall_time=600 (default: the config's gate section, else none).",
+    )
+    group.addoption(
+        "--oompa-outcomes",
+        metavar="MAPPING",
+        default=None,
+        help="How iteration outcomes report, over the config's outcomes: e.g. "
+        "rejected=xfail,working=fail; each one of pass, fail, skip, xfail (default: rejected "
+        "and error fail, the others pass).",
     )
     group.addoption(
         "--oompa-no-probe",
@@ -109,11 +126,20 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     if config.getoption("oompa_fake_harnesses"):
         swarm_config = dataclasses.replace(swarm_config, use_fake_harnesses=True)
+    outcomes = config.getoption("oompa_outcomes")
+    try:
+        gate = merge_gate(swarm_config.gate, config.getoption("oompa_gate"))
+        if outcomes:
+            mapping = {**swarm_config.outcomes, **parse_outcomes(outcomes)}
+            swarm_config = dataclasses.replace(swarm_config, outcomes=mapping)
+    except ValueError as exc:
+        raise pytest.UsageError(f"oompa: {exc}") from None
     options = SwarmOptions(
         runs_dir=runs_dir(config),
         repo_root=_cli_path(config, "oompa_repo") or _ini_path(config, "oompa_repo"),
         probe=False if config.getoption("oompa_no_probe") else None,
         call_timeout=config.getoption("oompa_call_timeout"),
+        gate=gate,
         registry=registry,
         adjust_command=lambda command, role: (
             config.hook.pytest_oompa_harness_command(command=command, role=role) or command

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from pytest_oompa.config import SwarmConfig
+from pytest_oompa.gate import GateSection
+from pytest_oompa.gate import passed as gate_passed
 from pytest_oompa.items import SESSION_KEY, IterationItem, OompaItem, PlannerItem
 from pytest_oompa.preflight import PreflightError
 from pytest_oompa.results import IterationResult, PlannerResult, WorkerReport
@@ -109,6 +111,10 @@ class SwarmSession:
         self.signals = _Signals()
 
     @property
+    def gate(self) -> GateSection:
+        return self.options.gate or GateSection()
+
+    @property
     def swarm_id(self) -> str:
         return self.swarm.swarm_id if self.swarm else ""
 
@@ -124,6 +130,8 @@ class SwarmSession:
         report = self.worker_reports.get(worker_id)
         if report and report.stop_reason:
             return f"not reached: {report.stop_reason}"
+        if self.result and self.result.timed_out:
+            return f"not reached: {self.result.timed_out}"
         if self.result and self.result.interrupted:
             return "not reached: the swarm was stopped"
         return f"not reached: worker {worker_id} did not run iteration {iteration}"
@@ -196,6 +204,7 @@ class SwarmSession:
         return [
             "planner",
             *((w.id, n) for w in self.swarm_config.workers for n in range(1, w.iterations + 1)),
+            "gate",  # last: its verdict needs the whole run
         ]
 
     def _drain(self, swarm: Swarm, listener: _QueueListener) -> None:
@@ -220,8 +229,17 @@ class SwarmSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """An engine failure fails the run even when every reported item passed; then the
         run's final status goes to oompa-run.json, the index and the metrics history."""
-        if self.result is not None and self.result.errors:
+        result = self.result
+        if result is not None and result.errors:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        elif (
+            result is not None
+            and session.exitstatus == pytest.ExitCode.OK
+            and (result.timed_out or not gate_passed(result.gate))
+        ):
+            # A failed gate or a swarm timeout fails the run even when the ::gate item was
+            # deselected and every reported iteration passed.
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.swarm is None:
             return
         # An interruption is what happened, whatever pytest got to record before it ended.
@@ -283,6 +301,13 @@ class SwarmSession:
             terminal.write_line(f"planner: {text}" + (f" ({p.error})" if p.error else ""))
         if result.main_before and result.main_after and result.main_before != result.main_after:
             terminal.write_line(f"main: {result.main_before[:10]}..{result.main_after[:10]}")
+        if result.gate:
+            ok = gate_passed(result.gate)
+            terminal.write_line(f"gate: {'passed' if ok else 'FAILED'}", green=ok, red=not ok)
+            for check in result.gate:
+                terminal.write_line(f"  {check}", red=not check.ok)
+        if result.timed_out:
+            terminal.write_line(result.timed_out, red=True)
         if result.interrupted:
             terminal.write_line("the swarm was stopped before it finished", yellow=True)
         for error in result.errors:
