@@ -127,11 +127,13 @@ class SwarmSession:
             return str(path)
 
     def unreached_reason(self, worker_id: str, iteration: int) -> str:
+        # The live result: a worker's end is reported before the swarm's.
+        timed_out = self.swarm.result.timed_out if self.swarm else ""
+        if timed_out:
+            return f"not reached: {timed_out}"
         report = self.worker_reports.get(worker_id)
         if report and report.stop_reason:
             return f"not reached: {report.stop_reason}"
-        if self.result and self.result.timed_out:
-            return f"not reached: {self.result.timed_out}"
         if self.result and self.result.interrupted:
             return "not reached: the swarm was stopped"
         return f"not reached: worker {worker_id} did not run iteration {iteration}"
