@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pytest_oompa.artifacts import utc_now_iso, validate_artifact
 from pytest_oompa.atomic import atomic_write_text, dumps_json
@@ -29,6 +30,24 @@ from pytest_oompa.procs import ProcessSupervisor, ProcResult
 from pytest_oompa.results import CallRecord
 
 TAIL = 2000
+
+
+class CallObserver(Protocol):
+    """Sees every harness call: ``before`` it runs (what it will run, where) and ``after``
+    (its record and full output). Used by --oompa-record; called from worker threads."""
+
+    def before(
+        self,
+        *,
+        name: str,
+        role: str,
+        agent: AgentSpec,
+        command: HarnessCommand,
+        prompt: str,
+        cwd: Path,
+    ) -> object: ...
+
+    def after(self, token: object, *, record: CallRecord, stdout: str, stderr: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -69,6 +88,7 @@ class HarnessCaller:
         retries: int = 0,
         backoff: float = 2.0,
         stop: threading.Event | None = None,
+        observer: CallObserver | None = None,
     ) -> None:
         self.registry = registry
         self.supervisor = supervisor
@@ -84,6 +104,7 @@ class HarnessCaller:
         self.retries = retries
         self.backoff = backoff
         self.stop = stop or threading.Event()
+        self.observer = observer
         self._binaries: dict[str, str | None] = {}
         self._lock = threading.Lock()
 
@@ -196,6 +217,11 @@ class HarnessCaller:
         )
         if self.adjust is not None:
             command = self.adjust(command, role)
+        token = None
+        if self.observer is not None:
+            token = self.observer.before(
+                name=name or "", role=role, agent=agent, command=command, prompt=prompt, cwd=cwd
+            )
         log = None
         if self.run_dir is not None and name:
             log = CommandLog(self.run_dir / "commands" / f"{name}.ndjson")
@@ -223,6 +249,21 @@ class HarnessCaller:
                 "failure": failure,
             }
             log.close(**ended)
+        if self.observer is not None:
+            partial = CallRecord(
+                role=role,
+                harness=agent.harness,
+                model=agent.model,
+                argv=command.argv,
+                cwd=str(cwd),
+                exit_code=proc.exit_code,
+                duration_ms=int(proc.duration_s * 1000),
+                failure=failure,
+                reply=parsed.text,
+                session_id=command.session_id or parsed.session_id,
+                name=name or "",
+            )
+            self.observer.after(token, record=partial, stdout=proc.stdout, stderr=proc.stderr)
         return command, proc, parsed, failure, log
 
     def _error_artifact(self, record: CallRecord, proc: ProcResult) -> str:

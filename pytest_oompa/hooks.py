@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from pytest_oompa.config import SwarmConfig
     from pytest_oompa.harnesses import HarnessCommand, HarnessRegistry
     from pytest_oompa.results import IterationResult
-    from pytest_oompa.swarm import SwarmResult
+    from pytest_oompa.swarm import SwarmOptions, SwarmResult
 
 
 @pytest.hookspec
@@ -32,3 +33,11 @@ def pytest_oompa_swarm_finished(result: SwarmResult) -> None:
 def pytest_oompa_harness_command(command: HarnessCommand, role: str) -> HarnessCommand | None:
     """Return a replacement for a harness command before it runs (extra flags, environment,
     a wrapper), or None to leave it. Called from worker threads: keep it pure and quick."""
+
+
+@pytest.hookspec
+def pytest_oompa_swarm_options(
+    config: pytest.Config, swarm_config: SwarmConfig, options: SwarmOptions
+) -> None:
+    """Adjust the options of the swarm this session will run (set ``options.env``,
+    ``options.call_observer``, …) after the command line and the config were read."""

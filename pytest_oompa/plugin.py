@@ -145,6 +145,9 @@ def pytest_configure(config: pytest.Config) -> None:
             config.hook.pytest_oompa_harness_command(command=command, role=role) or command
         ),
     )
+    config.hook.pytest_oompa_swarm_options(
+        config=config, swarm_config=swarm_config, options=options
+    )
     session = SwarmSession(config, swarm_config, options)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "oompa-session")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pytest_oompa import paths
 from pytest_oompa.artifacts import ArtifactStore
-from pytest_oompa.calls import HarnessCaller
+from pytest_oompa.calls import CallObserver, HarnessCaller
 from pytest_oompa.config import SwarmConfig
 from pytest_oompa.gate import Check, GateFacts, GateSection
 from pytest_oompa.gate import evaluate as evaluate_gate
@@ -94,6 +94,7 @@ class SwarmOptions:
     adjust_command: Callable[[HarnessCommand, str], HarnessCommand] | None = None
     stall_timeout: float | None = None  # kill a call that prints nothing for this long
     gate: GateSection | None = None  # None: the config's gate
+    call_observer: CallObserver | None = None  # sees every harness call (recording)
     heartbeat_interval: float = HEARTBEAT_SECONDS
 
 
@@ -148,6 +149,7 @@ class Swarm:
             retries=config.retries.attempts,
             backoff=config.retries.backoff,
             stop=self._stop,
+            observer=options.call_observer,
         )
         self.tracker = RunTracker(
             runs_dir, self.swarm_id, config, self.repo.root, options.heartbeat_interval
