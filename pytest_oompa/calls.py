@@ -154,7 +154,7 @@ class HarnessCaller:
         attempt = 0
         while True:
             attempt += 1
-            command, proc, parsed, failure, log = self._attempt(
+            outcome = self._attempt(
                 spec,
                 agent,
                 role=role,
@@ -164,33 +164,16 @@ class HarnessCaller:
                 timeout=timeout,
                 name=name,
             )
-            if attempt > self.retries or not self._transient(spec, proc):
+            if attempt > self.retries or not self._transient(spec, outcome.proc):
                 break
             if self.stop.wait(self.backoff * 2 ** (attempt - 1)):
                 break
-        record = CallRecord(
-            role=role,
-            harness=agent.harness,
-            model=agent.model,
-            argv=command.argv,
-            cwd=str(cwd),
-            exit_code=proc.exit_code,
-            duration_ms=int(proc.duration_s * 1000),
-            failure=failure,
-            stdout_tail=proc.stdout[-TAIL:],
-            stderr_tail=proc.stderr[-TAIL:],
-            reply=parsed.text,
-            session_id=command.session_id or parsed.session_id,
-            input_tokens=parsed.input_tokens,
-            output_tokens=parsed.output_tokens,
-            cost_usd=parsed.cost_usd,
-            name=name or "",
-            log=f"commands/{name}.ndjson" if log else None,
-            attempts=attempt,
-        )
-        if failure and log is not None and not proc.cancelled:
-            record = dataclasses.replace(record, error_file=self._error_artifact(record, proc))
-        return CallOutcome(record, parsed, proc)
+        record = dataclasses.replace(outcome.record, attempts=attempt)
+        if record.failure and record.log is not None and not outcome.proc.cancelled:
+            record = dataclasses.replace(
+                record, error_file=self._error_artifact(record, outcome.proc)
+            )
+        return dataclasses.replace(outcome, record=record)
 
     def _attempt(
         self,
@@ -203,7 +186,7 @@ class HarnessCaller:
         session: SessionMode,
         timeout: float | None,
         name: str | None,
-    ) -> tuple[HarnessCommand, ProcResult, ParsedOutput, str | None, CommandLog | None]:
+    ) -> CallOutcome:
         # Built anew each attempt: a new chosen session id, since a CLI may have registered
         # the first one before it failed.
         command = build_command(
@@ -242,29 +225,33 @@ class HarnessCaller:
         )
         parsed = spec.parse(proc.stdout) if proc.exit_code == 0 else ParsedOutput(text=proc.stdout)
         failure = proc.failure or (f"unparsable output: {parsed.error}" if parsed.error else None)
+        duration_ms = int(proc.duration_s * 1000)
         if log is not None:
-            ended = {
-                "exit-code": proc.exit_code,
-                "duration-ms": int(proc.duration_s * 1000),
-                "failure": failure,
-            }
-            log.close(**ended)
-        if self.observer is not None:
-            partial = CallRecord(
-                role=role,
-                harness=agent.harness,
-                model=agent.model,
-                argv=command.argv,
-                cwd=str(cwd),
-                exit_code=proc.exit_code,
-                duration_ms=int(proc.duration_s * 1000),
-                failure=failure,
-                reply=parsed.text,
-                session_id=command.session_id or parsed.session_id,
-                name=name or "",
+            log.close(
+                **{"exit-code": proc.exit_code, "duration-ms": duration_ms, "failure": failure}
             )
-            self.observer.after(token, record=partial, stdout=proc.stdout, stderr=proc.stderr)
-        return command, proc, parsed, failure, log
+        record = CallRecord(
+            role=role,
+            harness=agent.harness,
+            model=agent.model,
+            argv=command.argv,
+            cwd=str(cwd),
+            exit_code=proc.exit_code,
+            duration_ms=duration_ms,
+            failure=failure,
+            stdout_tail=proc.stdout[-TAIL:],
+            stderr_tail=proc.stderr[-TAIL:],
+            reply=parsed.text,
+            session_id=command.session_id or parsed.session_id,
+            input_tokens=parsed.input_tokens,
+            output_tokens=parsed.output_tokens,
+            cost_usd=parsed.cost_usd,
+            name=name or "",
+            log=f"commands/{name}.ndjson" if log else None,
+        )
+        if self.observer is not None:
+            self.observer.after(token, record=record, stdout=proc.stdout, stderr=proc.stderr)
+        return CallOutcome(record, parsed, proc)
 
     def _error_artifact(self, record: CallRecord, proc: ProcResult) -> str:
         assert self.run_dir is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,24 @@ class GitRepo:
             **fields,
         }
         return self.write(f"tasks/pending/{task_id}.json", json.dumps(task, indent=2) + "\n")
+
+    def add_swarm_config(
+        self,
+        config: Mapping[str, Any],
+        scenario: Mapping[str, Any] | None = None,
+        tasks: Iterable[str] = (),
+    ) -> Path:
+        """Commit ``oompa.json`` at the root, with the bundled fake harnesses on (and
+        ``scenario.json`` when a scenario is given) and the given tasks seeded, so that
+        ``pytest --oompa-swarm=oompa.json`` runs in this repo."""
+        fake = {"scenario": "scenario.json"} if scenario else {}
+        path = self.write("oompa.json", json.dumps({**config, "fake_harnesses": fake}, indent=2))
+        if scenario:
+            self.write("scenario.json", json.dumps(scenario, indent=2))
+        for task_id in tasks:
+            self.add_task(task_id)
+        self.commit("swarm config")
+        return path
 
     def commit(self, message: str = "update") -> str:
         self.git("add", "-A")

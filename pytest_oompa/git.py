@@ -172,6 +172,16 @@ class Repo:
                     fh.write("\n")
                 fh.write("# pytest-oompa\n" + "".join(f"{p}\n" for p in missing))
 
+    def commit_paths(self, message: str, *paths: str) -> bool:
+        """Commit the changes under ``paths`` in the root tree to main, if there are any;
+        under the merge lock, so no merge runs in between. True if it committed."""
+        with self.merge_lock.held():
+            if not self.dirty_paths(None, *paths):
+                return False
+            self.git("add", "-A", "--", *paths)
+            self.git("commit", "-q", "--no-verify", "-m", message, "--", *paths)
+            return True
+
     # -- worktrees -----------------------------------------------------------------------------
 
     def _with_retries(self, *args: str, attempts: int = 6) -> str:

@@ -33,18 +33,9 @@ def run_planner(ctx: SwarmContext, spec: PlannerSpec) -> PlannerResult:
     )
     notes = _check_new_tasks(ctx, set(queue.ids("pending")) - before)
     created = sorted(set(queue.ids("pending")) - before)
-    with repo.merge_lock.held():
-        if repo.dirty_paths(None, "tasks/pending"):
-            repo.git("add", "-A", "--", "tasks/pending")
-            repo.git(
-                "commit",
-                "-q",
-                "--no-verify",
-                "-m",
-                f"oompa: planner adds {len(created)} task(s) (swarm {ctx.swarm_id})",
-                "--",
-                "tasks/pending",
-            )
+    repo.commit_paths(
+        f"oompa: planner adds {len(created)} task(s) (swarm {ctx.swarm_id})", "tasks/pending"
+    )
     error = f"{spec.agent.harness} failed: {call.failure}" if call.failure else None
     return PlannerResult(
         ran=True, tasks_created=len(created), error=error, call=call.record, notes=notes

@@ -5,7 +5,6 @@ swarm_session.py turn the run into test reports."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,11 @@ from pytest_oompa.config import ConfigError, load_config, parse_outcomes
 from pytest_oompa.gate import merge as merge_gate
 from pytest_oompa.harnesses import HarnessRegistry
 from pytest_oompa.items import SESSION_KEY, OompaItem, SwarmFile
+from pytest_oompa.reader import runs_dir_from_env
 from pytest_oompa.swarm import SwarmOptions
 from pytest_oompa.swarm_session import SwarmSession
 
 pytest_plugins = ["pytest_oompa.fixtures"]
-RUNS_DIR_ENV = ("OOMPA_RUNS_DIR", "RUNS_DIR")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -108,10 +107,8 @@ def runs_dir(config: pytest.Config) -> Path:
     found = _cli_path(config, "oompa_runs_dir") or _ini_path(config, "oompa_runs_dir")
     if found:
         return found
-    for var in RUNS_DIR_ENV:
-        if os.environ.get(var):
-            return Path(os.environ[var]).resolve()
-    return config.rootpath / "runs"
+    from_env = runs_dir_from_env()
+    return from_env.resolve() if from_env else config.rootpath / "runs"
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -13,7 +13,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,11 +27,15 @@ STALE_SECONDS = 30.0
 RUNS_DIR_ENV = ("OOMPA_RUNS_DIR", "RUNS_DIR")
 
 
-def default_runs_dir() -> Path:
-    for var in RUNS_DIR_ENV:
-        if os.environ.get(var):
-            return Path(os.environ[var])
-    return Path("runs")
+def runs_dir_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
+    """Env OOMPA_RUNS_DIR, else RUNS_DIR (seed 003), else None."""
+    env = os.environ if environ is None else environ
+    return next((Path(env[var]) for var in RUNS_DIR_ENV if env.get(var)), None)
+
+
+def default_runs_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the command-line tools look for runs: the environment's, else ./runs."""
+    return runs_dir_from_env(environ) or Path("runs")
 
 
 def _instant(text: str) -> datetime:
@@ -160,7 +164,42 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _table(rows: Sequence[Sequence[str]]) -> str:
+WORKER_COLUMNS = (
+    "worker",
+    "harness:model",
+    "status",
+    "completed",
+    "merges",
+    "claims",
+    "rejections",
+    "errors",
+    "recycled",
+    "review rounds",
+)
+
+
+def worker_rows(workers: Iterable[Mapping[str, Any]]) -> list[Row]:
+    """oompa's per-worker table, from summary.json's worker entries."""
+    rows: list[Row] = [WORKER_COLUMNS]
+    for w in workers:
+        rows.append(
+            (
+                w["id"],
+                f"{w['harness']}:{w['model']}",
+                w["status"],
+                str(w["completed"]),
+                str(w["merges"]),
+                str(w["claims"]),
+                str(w["rejections"]),
+                str(w["errors"]),
+                str(w["recycled"]),
+                str(w["review-rounds-total"]),
+            )
+        )
+    return rows
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
@@ -192,7 +231,7 @@ def main_runs(argv: list[str]) -> int:
                     str(i.errors),
                 )
             )
-        print(_table(rows))
+        print(format_table(rows))
         for i in infos:
             for problem in i.problems:
                 print(f"{i.id}: {problem}", file=sys.stderr)
@@ -234,41 +273,13 @@ def main_show(argv: list[str]) -> int:
     print(f"swarm {info.id}: {info.status}, started {info.started_at or '-'}, {duration}")
     print(f"config: {info.config_file or '-'}")
     if summary:
-        rows: list[Row] = [
-            (
-                "worker",
-                "harness:model",
-                "status",
-                "completed",
-                "merges",
-                "claims",
-                "rejections",
-                "errors",
-                "recycled",
-                "review rounds",
-            )
-        ]
-        for w in summary["workers"]:
-            rows.append(
-                (
-                    w["id"],
-                    f"{w['harness']}:{w['model']}",
-                    w["status"],
-                    str(w["completed"]),
-                    str(w["merges"]),
-                    str(w["claims"]),
-                    str(w["rejections"]),
-                    str(w["errors"]),
-                    str(w["recycled"]),
-                    str(w["review-rounds-total"]),
-                )
-            )
-        print("\n" + _table(rows))
+        rows = worker_rows(summary["workers"])
+        print("\n" + format_table(rows))
     elif live:
         rows = [("worker", "iteration", "last outcome", "merges", "errors")]
         for wid, w in sorted(live["workers"].items()):
             rows.append((wid, str(w["iteration"]), w["status"], str(w["merges"]), str(w["errors"])))
-        print("\n(live)\n" + _table(rows))
+        print("\n(live)\n" + format_table(rows))
     if iterations:
         rows = [("iteration", "outcome", "duration", "task", "review rounds", "error")]
         for i in iterations:
@@ -283,7 +294,7 @@ def main_show(argv: list[str]) -> int:
                     snippet[0][:70] if snippet else "",
                 )
             )
-        print("\n" + _table(rows))
+        print("\n" + format_table(rows))
     for problem in folder.problems:
         print(problem, file=sys.stderr)
     return 1 if folder.problems else 0

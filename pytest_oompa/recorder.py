@@ -145,25 +145,7 @@ class Recorder:
         return path
 
     def summary(self, reports: Iterable[WorkerReport]) -> Path:
-        workers: list[dict[str, Any]] = []
-        for r in reports:
-            m = r.metrics
-            workers.append(
-                {
-                    "id": r.worker_id,
-                    "harness": r.harness,
-                    "model": r.model,
-                    "status": r.status.value,
-                    "completed": m.completed,
-                    "iterations": r.iterations,
-                    "merges": m.merges,
-                    "claims": m.claims,
-                    "rejections": m.rejections,
-                    "errors": m.errors,
-                    "recycled": m.recycled,
-                    "review-rounds-total": m.review_rounds_total,
-                }
-            )
+        workers = [summary_entry(r) for r in reports]
         return self.store.write_summary(
             {
                 "swarm-id": self.store.swarm_id,
@@ -175,3 +157,22 @@ class Recorder:
                 "workers": workers,
             }
         )
+
+
+def summary_entry(report: WorkerReport) -> dict[str, Any]:
+    """One worker as summary.json holds it (the terminal summary prints the same rows)."""
+    m = report.metrics
+    return {
+        "id": report.worker_id,
+        "harness": report.harness,
+        "model": report.model,
+        "status": report.status.value,
+        "completed": m.completed,
+        "iterations": report.iterations,
+        "merges": m.merges,
+        "claims": m.claims,
+        "rejections": m.rejections,
+        "errors": m.errors,
+        "recycled": m.recycled,
+        "review-rounds-total": m.review_rounds_total,
+    }

@@ -24,7 +24,6 @@ import base64
 import hashlib
 import html
 import json
-import os
 import re
 import sys
 from collections import Counter
@@ -36,6 +35,7 @@ from typing import Any
 
 from pytest_oompa.artifacts import ARTIFACT_KINDS, ArtifactError, read_artifact
 from pytest_oompa.atomic import atomic_write_text
+from pytest_oompa.reader import default_runs_dir
 
 __all__ = ["OUTCOMES", "load_run", "main", "render_report", "resolve_run_dir", "write_report"]
 
@@ -1466,11 +1466,6 @@ def write_report(run_dir: Path) -> Path:
     path = run_dir / REPORT_NAME
     atomic_write_text(path, render_report(run_dir))
     return path
-
-
-def default_runs_dir(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    return Path(env.get("OOMPA_RUNS_DIR") or env.get("RUNS_DIR") or "runs")
 
 
 def resolve_run_dir(

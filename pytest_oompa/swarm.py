@@ -425,16 +425,4 @@ class Swarm:
     def _commit_task_queue(self) -> None:
         """Claims and completions moved task files in the root tree; record the queue's end
         state on main so the project is clean for the next run."""
-        repo = self.repo
-        with repo.merge_lock.held():
-            if repo.dirty_paths(None, "tasks"):
-                repo.git("add", "-A", "--", "tasks")
-                repo.git(
-                    "commit",
-                    "-q",
-                    "--no-verify",
-                    "-m",
-                    f"oompa: task queue after swarm {self.swarm_id}",
-                    "--",
-                    "tasks",
-                )
+        self.repo.commit_paths(f"oompa: task queue after swarm {self.swarm_id}", "tasks")

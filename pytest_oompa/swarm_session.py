@@ -19,6 +19,8 @@ from pytest_oompa.gate import GateSection
 from pytest_oompa.gate import passed as gate_passed
 from pytest_oompa.items import SESSION_KEY, IterationItem, OompaItem, PlannerItem
 from pytest_oompa.preflight import PreflightError
+from pytest_oompa.reader import format_table, worker_rows
+from pytest_oompa.recorder import summary_entry
 from pytest_oompa.results import IterationResult, PlannerResult, WorkerReport
 from pytest_oompa.swarm import Swarm, SwarmListener, SwarmOptions, SwarmResult
 
@@ -261,42 +263,11 @@ class SwarmSession:
         if result is None:
             return
         terminal.section(f"oompa swarm {result.swarm_id}", sep="=", bold=True)
-        header = (
-            "worker",
-            "harness:model",
-            "status",
-            "completed",
-            "merges",
-            "claims",
-            "rejections",
-            "errors",
-            "recycled",
-            "review rounds",
-        )
-        rows = [header]
-        for spec in self.swarm_config.workers:
-            report = result.workers.get(spec.id)
-            if report is None:
-                continue
-            m = report.metrics
-            rows.append(
-                (
-                    spec.id,
-                    f"{report.harness}:{report.model}",
-                    report.status.value,
-                    str(m.completed),
-                    str(m.merges),
-                    str(m.claims),
-                    str(m.rejections),
-                    str(m.errors),
-                    str(m.recycled),
-                    str(m.review_rounds_total),
-                )
-            )
-        widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        for row in rows:
-            cells = (c.ljust(w) for c, w in zip(row, widths, strict=True))
-            terminal.write_line("  ".join(cells).rstrip())
+        reports = [
+            result.workers[w.id] for w in self.swarm_config.workers if w.id in result.workers
+        ]
+        for line in format_table(worker_rows(summary_entry(r) for r in reports)).splitlines():
+            terminal.write_line(line)
         if result.planner is not None:
             p = result.planner
             text = f"created {p.tasks_created} task(s)" if p.ran else f"skipped: {p.skipped_reason}"

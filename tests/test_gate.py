@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -95,11 +94,7 @@ def test_the_command_line_wins_per_threshold():
 
 def project(pytester, config, scenario=None):
     repo = GitRepo(pytester.path)
-    data = {**config, "fake_harnesses": {"scenario": "scenario.json"} if scenario else {}}
-    repo.write("oompa.json", json.dumps(data))
-    if scenario:
-        repo.write("scenario.json", json.dumps(scenario))
-    repo.commit("config")
+    repo.add_swarm_config(config, scenario)
     return repo
 
 

@@ -27,13 +27,7 @@ def project(
 ) -> GitRepo:
     """The pytester folder as a git repo holding oompa.json (and a scenario), committed."""
     repo = GitRepo(pytester.path)
-    data = {**config, "fake_harnesses": {"scenario": "scenario.json"} if scenario else {}}
-    repo.write("oompa.json", json.dumps(data, indent=2))
-    if scenario:
-        repo.write("scenario.json", json.dumps(scenario))
-    for t in tasks:
-        repo.add_task(t)
-    repo.commit("swarm config")
+    repo.add_swarm_config(config, scenario, tasks)
     return repo
 
 

@@ -121,11 +121,7 @@ def test_a_runaway_output_is_capped_with_its_tail_and_memory_bounded(tmp_path):
 
 def _project(path: Path, config: dict, scenario: dict | None = None) -> GitRepo:
     repo = GitRepo(path)
-    data = {**config, "fake_harnesses": {"scenario": "scenario.json"} if scenario else {}}
-    repo.write("oompa.json", json.dumps(data))
-    if scenario:
-        repo.write("scenario.json", json.dumps(scenario))
-    repo.commit("config")
+    repo.add_swarm_config(config, scenario)
     return repo
 
 
