@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -156,6 +157,15 @@ class Repo:
     def head(self, ref: str = "HEAD", cwd: Path | None = None) -> str:
         return self.git("rev-parse", ref, cwd=cwd).strip()
 
+    def branch_head(self, branch: str) -> str:
+        """A branch's commit, read from its loose ref file (no spawn inside the merge lock);
+        ``git rev-parse`` when the ref is packed."""
+        try:
+            sha = (self.git_dir / "refs" / "heads" / branch).read_text(encoding="ascii").strip()
+        except OSError:
+            sha = ""
+        return sha if len(sha) == 40 else self.head(branch)
+
     def dirty_paths(self, cwd: Path | None = None, *paths: str) -> list[str]:
         out = self.git("status", "--porcelain", "--untracked-files=all", "--", *paths, cwd=cwd)
         return [line[3:] for line in out.splitlines() if line.strip()]
@@ -217,11 +227,11 @@ class Repo:
             if wt.path.exists():
                 self.git("worktree", "remove", "--force", "--force", str(wt.path), check=False)
             if wt.path.exists():  # not a registered worktree (half-made): plain delete
-                import shutil
-
                 shutil.rmtree(wt.path, ignore_errors=True)
                 self.git("worktree", "prune", check=False)
-            self.git("branch", "-D", "-q", wt.branch, check=False)
+        # Outside the lock: update-ref does not read .git/worktrees (branch -D does, to refuse
+        # deleting a checked-out branch; this one is checked out nowhere any more).
+        self.git("update-ref", "-d", f"refs/heads/{wt.branch}", check=False)
 
     # -- work in a worktree ----------------------------------------------------------------------
 
@@ -255,4 +265,4 @@ class Repo:
             if (self.git_dir / "MERGE_HEAD").exists():
                 self.git("merge", "--abort", check=False)
             raise
-        return self.head()
+        return self.branch_head(MAIN)
