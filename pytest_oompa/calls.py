@@ -218,13 +218,21 @@ class HarnessCaller:
         proc = self.supervisor.run(
             command.argv,
             cwd=cwd,
-            env={**self.env_for(agent.harness), **command.env},
+            # PWD too: opencode works in $PWD when it is set, not in its process's cwd, and a
+            # PWD inherited from whoever started the swarm points elsewhere.
+            env={**self.env_for(agent.harness), "PWD": str(cwd), **command.env},
             timeout=timeout or agent.timeout or self.default_timeout,
             stall=self.stall,
             on_output=log.output if log else None,
         )
         parsed = spec.parse(proc.stdout) if proc.exit_code == 0 else ParsedOutput(text=proc.stdout)
-        failure = proc.failure or (f"unparsable output: {parsed.error}" if parsed.error else None)
+        failure = proc.failure or (
+            f"unparsable output: {parsed.error}"
+            if parsed.error
+            else "the harness reported an error in its output (exit code 0)"
+            if parsed.is_error
+            else None
+        )
         duration_ms = int(proc.duration_s * 1000)
         if log is not None:
             log.close(

@@ -164,9 +164,13 @@ def parse_gemini_json(stdout: str) -> ParsedOutput:
     if obj is None or ("response" not in obj and "session_id" not in obj):
         return ParsedOutput(text=stdout, error="expected one JSON object from gemini -o json")
     tokens_in = tokens_out = None
+    api_errors = 0
     stats = _obj(obj.get("stats"))
     models = _obj(stats.get("models"))
     for model_stats in models.values():
+        # gemini exits 0 after an error mid-stream, with the partial text as its response;
+        # only the per-model API error count says so (checked against gemini-cli 0.61.0).
+        api_errors += _int(_obj(_obj(model_stats).get("api")).get("totalErrors")) or 0
         tok = _obj(_obj(model_stats).get("tokens"))
         if tok:
             tokens_in = (tokens_in or 0) + (_int(tok.get("prompt")) or _int(tok.get("input")) or 0)
@@ -178,7 +182,7 @@ def parse_gemini_json(stdout: str) -> ParsedOutput:
         session_id=obj.get("session_id") if isinstance(obj.get("session_id"), str) else None,
         input_tokens=tokens_in,
         output_tokens=tokens_out,
-        is_error="error" in obj and obj["error"] is not None,
+        is_error=("error" in obj and obj["error"] is not None) or api_errors > 0,
     )
 
 

@@ -177,6 +177,9 @@ BUILTIN_HARNESSES: tuple[HarnessSpec, ...] = (
         output_args=("--format", "json"),
         model_args=("-m", "{model}"),
         resume_args=("-s", "{session}"),
+        # Checked against the real opencode 1.18.33: a message that starts with '-' is read
+        # as an option unless '--' comes first.
+        prompt_args=("--", "{prompt}"),
         session=SessionStrategy.REPORTED,
         parser="opencode-ndjson",
         # opencode talks to many providers; each reads its own key.

@@ -306,3 +306,19 @@ def test_a_stop_mid_review_recycles_and_cleans(oompa_repo, oompa_swarm):
     assert oompa_repo.tasks("pending") == ["t1"]
     assert oompa_repo.branches() == ["main"] and oompa_repo.worktrees() == [str(oompa_repo.path)]
     assert processes_in(oompa_repo.path) == []
+
+
+def test_each_call_runs_with_pwd_set_to_its_worktree(
+    oompa_repo, oompa_swarm, tmp_path, monkeypatch
+):
+    """opencode works in $PWD, not its process's cwd: a PWD inherited from whoever started
+    the swarm would send it to the wrong folder (found against the real opencode)."""
+    agent = tmp_path / "pwd-agent"
+    agent.write_text('#!/bin/sh\nprintf "PWD=%s\\n" "$PWD"\n')
+    agent.chmod(0o755)
+    oompa_swarm.registry.register(HarnessSpec(name="pwdcheck", binary=str(agent)))
+    monkeypatch.setenv("PWD", "/decoy")
+    run = oompa_swarm({**FAST, "workers": [{"model": "pwdcheck:m", "iterations": 1}]}, fake=False)
+    (call,) = run.iterations[("w0", 1)].calls
+    assert call.reply.strip() == f"PWD={oompa_repo.path / '.w0-i1'}"
+    assert_no_litter(oompa_repo, run)

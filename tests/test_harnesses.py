@@ -81,11 +81,13 @@ def test_opencode_session_flag():
         "json",
         "-m",
         "fake/m",
+        "--",
         "[oompa:s:w0] hi",
     )
-    assert argv("opencode", SessionMode.resume("ses_x")).argv[-3:] == (
+    assert argv("opencode", SessionMode.resume("ses_x")).argv[-4:] == (
         "-s",
         "ses_x",
+        "--",
         "[oompa:s:w0] hi",
     )
 
@@ -178,7 +180,18 @@ def test_parsers_read_text_session_and_usage():
     )
     assert (opencode.text, opencode.session_id, opencode.cost_usd) == ("hi there", "ses_1", 0.5)
     gemini = PARSERS["gemini-json"](json.dumps({"session_id": "g", "response": "ok", "stats": {}}))
-    assert (gemini.text, gemini.session_id) == ("ok", "g")
+    assert (gemini.text, gemini.session_id, gemini.is_error) == ("ok", "g", False)
+    # gemini exits 0 after a mid-stream API error; only stats.models.*.api says so
+    partial = PARSERS["gemini-json"](
+        json.dumps(
+            {
+                "session_id": "g",
+                "response": "par",
+                "stats": {"models": {"m": {"api": {"totalErrors": 1}, "tokens": {"prompt": 3}}}},
+            }
+        )
+    )
+    assert partial.is_error and partial.input_tokens == 3
 
 
 @pytest.mark.parametrize("parser", ["claude-json", "codex-jsonl", "opencode-ndjson", "gemini-json"])
