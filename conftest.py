@@ -4,6 +4,10 @@ into another."""
 
 from __future__ import annotations
 
+# Import hypothesis's observability module once here: hypothesis's pytest plugin imports it
+# in its terminal summary, and every in-process pytester run would otherwise pay ~3 s for
+# re-importing (and assertion-rewriting) it where PYTHONDONTWRITEBYTECODE is set.
+import hypothesis.internal.observability  # noqa: F401
 import pytest
 
 OOMPA_ENV = (
@@ -12,6 +16,7 @@ OOMPA_ENV = (
     "OOMPA_FAKE_SCENARIO",
     "OOMPA_FAKE_LOG",
     "OOMPA_FAKE_STATE",
+    "OOMPA_FAKE_CASSETTE",
 )
 
 

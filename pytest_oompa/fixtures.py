@@ -1,16 +1,23 @@
 """Fixtures for harness authors and for this project's own tests.
 
-- ``oompa_repo``: a throwaway git repository with ``main``, helpers to seed tasks and files.
+- ``oompa_repo``: a throwaway git repository with ``main``, helpers to seed tasks and files;
+  ``@pytest.mark.oompa_repo(template=..., tasks=[...], files={...})`` seeds it, and
+  ``oompa_repo_factory`` makes more of them.
 - ``oompa_swarm``: runs a swarm in process against such a repo (with the bundled fake
   harnesses unless told otherwise) and returns a ``SwarmRun``: the engine's typed result, the
-  parsed artifacts and the fake harnesses' invocation log.
+  parsed artifacts and the fake harnesses' invocation log. Harnesses registered through
+  ``pytest_oompa_register_harnesses`` and ``pytest_oompa_harness_command`` apply; with the
+  ``fake_harness`` fixture in the same test, the swarm shares its scenario, state and log.
+
+The ``fake_harness`` and ``real_harness`` fixtures are in ``harness_fixtures.py``.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +25,15 @@ from typing import Any
 import pytest
 
 from pytest_oompa.config import resolve
-from pytest_oompa.harnesses import HarnessRegistry
+from pytest_oompa.fake_api import FakeModelAPI
+from pytest_oompa.harnesses import HarnessCommand, HarnessRegistry
 from pytest_oompa.results import IterationResult, WorkerReport
 from pytest_oompa.runfiles import IGNORED, read_any
 from pytest_oompa.swarm import Swarm, SwarmOptions, SwarmResult
 
 IDENTITY = ("-c", "user.name=oompa test", "-c", "user.email=test@oompa.invalid")
+# Set by the fake_harness fixture on its test item: oompa_swarm then shares its fakes' setup.
+FAKE_HARNESS_KEY = pytest.StashKey[Any]()
 
 
 class GitRepo:
@@ -79,6 +89,32 @@ class GitRepo:
             self.add_task(task_id)
         self.commit("swarm config")
         return path
+
+    def seed(
+        self,
+        template: str | Path | None = None,
+        tasks: Iterable[str | Mapping[str, Any]] = (),
+        files: Mapping[str, str] | None = None,
+        message: str = "seed the project",
+    ) -> str:
+        """Copy a template folder's files in (not its ``.git``), add files and pending tasks
+        (ids, or task objects with an ``id``), and commit them on ``main``."""
+        if template is not None:
+            source = Path(template)
+            if not source.is_dir():
+                raise FileNotFoundError(f"oompa_repo template {str(source)!r} is not a folder")
+            shutil.copytree(
+                source, self.path, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git")
+            )
+        for relpath, text in (files or {}).items():
+            self.write(relpath, text)
+        for task in tasks:
+            if isinstance(task, str):
+                self.add_task(task)
+            else:
+                fields = dict(task)
+                self.add_task(str(fields.pop("id")), **fields)
+        return self.commit(message)
 
     def commit(self, message: str = "update") -> str:
         self.git("add", "-A")
@@ -166,6 +202,8 @@ class SwarmRunner:
     repo: GitRepo
     registry: HarnessRegistry = field(default_factory=HarnessRegistry)
     _count: int = 0
+    adjust_command: Callable[[HarnessCommand, str], HarnessCommand] | None = None
+    node: Any = None  # the test item, whose stash may hold a fake_harness (FAKE_HARNESS_KEY)
 
     def __call__(
         self,
@@ -183,37 +221,109 @@ class SwarmRunner:
         for name, text in (prompts or {}).items():
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (folder / name).write_text(text, encoding="utf-8")
+        # A fake_harness in the same test: its scenario, state folder and log are the swarm's.
+        shared = self.node.stash.get(FAKE_HARNESS_KEY, None) if fake and self.node else None
         if fake:
             fake_section: dict[str, Any] = dict(data.get("fake_harnesses") or {})
-            if scenario is not None:
+            if shared is not None:
+                if scenario is not None:
+                    shared.use_scenario(scenario)
+                fake_section["scenario"] = str(shared.scenario_path)
+            elif scenario is not None:
                 (folder / "scenario.json").write_text(json.dumps(scenario), encoding="utf-8")
                 fake_section["scenario"] = "scenario.json"
             data["fake_harnesses"] = fake_section
         config_path = folder / "oompa.json"
         config_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
         swarm_config = resolve(data, config_path, self.registry.names())
-        log = folder / "fake-calls.jsonl"
-        env = {"OOMPA_FAKE_LOG": str(log), "OOMPA_FAKE_STATE": str(folder / "fake-state")}
+        if shared is not None:
+            log, state = Path(shared.log_path), Path(shared.state_dir)
+        else:
+            log, state = folder / "fake-calls.jsonl", folder / "fake-state"
+        env = {"OOMPA_FAKE_LOG": str(log), "OOMPA_FAKE_STATE": str(state)}
         env.update(options.pop("env", {}))
         opts = SwarmOptions(
             runs_dir=options.pop("runs_dir", folder / "runs"),
             repo_root=self.repo.path,
             env=env,
             registry=self.registry,
+            adjust_command=options.pop("adjust_command", self.adjust_command),
             **options,
         )
         result = Swarm(swarm_config, opts).run()
         return SwarmRun(result, self.repo, config_path, log)
 
 
-@pytest.fixture
-def oompa_repo(tmp_path: Path) -> GitRepo:
-    """A throwaway git repository on ``main`` with one commit."""
-    return GitRepo(tmp_path / "project")
+def _seed_from_marker(repo: GitRepo, request: pytest.FixtureRequest) -> None:
+    marker = request.node.get_closest_marker("oompa_repo")
+    if marker is None:
+        return
+    kwargs = dict(marker.kwargs)
+    if marker.args:
+        kwargs.setdefault("template", marker.args[0])
+    template = kwargs.get("template")
+    if template is not None and not Path(template).is_absolute():
+        kwargs["template"] = request.path.parent / template  # relative to the test file
+    repo.seed(**kwargs)
 
 
 @pytest.fixture
-def oompa_swarm(tmp_path: Path, oompa_repo: GitRepo) -> Callable[..., SwarmRun]:
+def fake_model_api(tmp_path: Path) -> Iterator[FakeModelAPI]:
+    """The loopback fake model API (pytest_oompa.fake_api), started for the test: script it
+    with ``fake_model_api.script(match, replies)``, point real CLIs at it with
+    ``fake_model_api.environment(home)``, read ``fake_model_api.requests`` afterwards."""
+    with FakeModelAPI(log_path=tmp_path / "model-api.jsonl") as api:
+        yield api
+
+
+@pytest.fixture
+def oompa_repo(request: pytest.FixtureRequest, tmp_path: Path) -> GitRepo:
+    """A throwaway git repository on ``main`` with one commit; seeded by
+    ``@pytest.mark.oompa_repo(template=..., tasks=[...], files={...})``."""
+    repo = GitRepo(tmp_path / "project")
+    _seed_from_marker(repo, request)
+    return repo
+
+
+@pytest.fixture
+def oompa_repo_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., GitRepo]:
+    """``oompa_repo_factory(template=None, tasks=(), files=None, name=None)``: another
+    throwaway repository on ``main``, seeded (a relative template is relative to the test
+    file)."""
+    count = 0
+
+    def make(
+        template: str | Path | None = None,
+        tasks: Iterable[str | Mapping[str, Any]] = (),
+        files: Mapping[str, str] | None = None,
+        name: str | None = None,
+    ) -> GitRepo:
+        nonlocal count
+        count += 1
+        repo = GitRepo(tmp_path / (name or f"repo-{count}"))
+        if template is not None and not Path(template).is_absolute():
+            template = request.path.parent / template
+        if template is not None or tasks or files:
+            repo.seed(template, tasks, files)
+        return repo
+
+    return make
+
+
+@pytest.fixture
+def oompa_swarm(
+    request: pytest.FixtureRequest, tmp_path: Path, oompa_repo: GitRepo
+) -> Callable[..., SwarmRun]:
     """``oompa_swarm(config_dict, scenario=..., prompts=...)`` runs a swarm on ``oompa_repo``
     with the bundled fake harnesses and returns a ``SwarmRun``."""
-    return SwarmRunner(tmp_path, oompa_repo)
+    hook = request.config.hook
+    registry = HarnessRegistry()
+    hook.pytest_oompa_register_harnesses(registry=registry)
+
+    def adjust(command: HarnessCommand, role: str) -> HarnessCommand:
+        adjusted: HarnessCommand | None = hook.pytest_oompa_harness_command(
+            command=command, role=role
+        )
+        return adjusted or command
+
+    return SwarmRunner(tmp_path, oompa_repo, registry, adjust_command=adjust, node=request.node)

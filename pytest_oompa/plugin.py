@@ -18,7 +18,11 @@ from pytest_oompa.reader import runs_dir_from_env
 from pytest_oompa.swarm import SwarmOptions
 from pytest_oompa.swarm_session import SwarmSession
 
-pytest_plugins = ["pytest_oompa.fixtures"]
+pytest_plugins = [
+    "pytest_oompa.fixtures",
+    "pytest_oompa.harness_fixtures",
+    "pytest_oompa.contract.plugin",
+]
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:

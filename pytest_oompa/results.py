@@ -119,6 +119,31 @@ class WorkerReport:
     stop_reason: str = ""  # why the worker stopped before its last iteration, if it did
     interrupted: bool = False
 
+    # The metrics, read naturally: ``result.workers["w0"].merges == 3``.
+    @property
+    def merges(self) -> int:
+        return self.metrics.merges
+
+    @property
+    def errors(self) -> int:
+        return self.metrics.errors
+
+    @property
+    def rejections(self) -> int:
+        return self.metrics.rejections
+
+    @property
+    def claims(self) -> int:
+        return self.metrics.claims
+
+    @property
+    def completed(self) -> int:
+        return self.metrics.completed
+
+    @property
+    def recycled(self) -> int:
+        return self.metrics.recycled
+
 
 @dataclass
 class PlannerResult:

@@ -35,3 +35,30 @@ def test_repo_helpers(oompa_repo):
     assert oompa_repo.tasks("pending") == ["a"]
     assert "tasks/pending/a.json" in oompa_repo.files()
     assert oompa_repo.status() == [] and oompa_repo.branches() == ["main"]
+
+
+def test_fake_model_api_fixture(fake_model_api, tmp_path):
+    """The fixture serves the loopback API for one test; scripting is test_fake_api.py's."""
+    import json
+    import urllib.request
+
+    env = fake_model_api.environment(tmp_path / "home", ["claude"])
+    assert env["ANTHROPIC_BASE_URL"] == fake_model_api.url.rstrip("/")
+    assert fake_model_api.url.startswith("http://127.0.0.1:")
+    body = json.dumps(
+        {
+            "model": "m",
+            "stream": True,
+            "max_tokens": 10,
+            "messages": [{"role": "user", "content": "hello"}],
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{fake_model_api.url}/v1/messages", data=body, headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        events = [
+            line[7:] for line in response.read().decode().splitlines() if line.startswith("event: ")
+        ]
+    assert events[0] == "message_start" and events[-1] == "message_stop"
+    assert [r.path for r in fake_model_api.requests][-1].startswith("/v1/messages")
