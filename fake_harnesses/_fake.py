@@ -20,7 +20,8 @@ _T0 = time.monotonic()
 NOT_EMULATED = (
     64  # a valid real mode the fakes do not emulate (interactive TUI, `exec review`, ...)
 )
-BAD_SCENARIO = 97  # OOMPA_FAKE_SCENARIO is missing, unreadable or malformed
+BAD_SCENARIO = 97  # OOMPA_FAKE_SCENARIO (or OOMPA_FAKE_CASSETTE) is missing or malformed
+REPLAY_MISMATCH = 96  # replay: this call is not the recorded one (pytest_oompa.cassette)
 INTERNAL_ERROR = 70  # a bug in the fake itself (EX_SOFTWARE)
 
 VERSIONS = {
@@ -70,6 +71,10 @@ class Refuse(Exception):
 
 
 class BadScenario(Exception):
+    pass
+
+
+class BadCassette(Exception):
     pass
 
 
@@ -874,7 +879,7 @@ def claude(run: Run) -> int:
         emit("Usage: claude [options] [command] [prompt]\n\nClaude Code (fake)\n")
         return 0
     if opts.get("version"):
-        emit(VERSIONS["claude"] + "\n")
+        emit(version_line("claude") + "\n")
         return 0
     run.model = opts.get("model")
     if not opts.get("print"):
@@ -976,7 +981,7 @@ def codex(run: Run) -> int:
     opts, pos, sub, rest = parse_clap(run.argv, root_index, CODEX_USAGE["root"], 1, ("exec", "e"))
     if sub is None:
         if opts.get("help") or opts.get("version"):
-            emit(VERSIONS["codex"] + "\n")
+            emit((version_line("codex") if opts.get("version") else VERSIONS["codex"]) + "\n")
             return 0
         raise Refuse(NOT_EMULATED, "fake codex: only `codex exec` is emulated\n")
     opts, pos, sub, rest = parse_clap(
@@ -1109,7 +1114,7 @@ def opencode(run: Run) -> int:
     p = parse_yargs(run.argv, OPENCODE_OPTS)
     opts = p["opts"]
     if opts.get("version"):
-        emit(VERSIONS["opencode"] + "\n")
+        emit(version_line("opencode") + "\n")
         return 0
     if not p["pos"] or p["pos"][0] != "run":
         if p["unknown"]:
@@ -1205,7 +1210,7 @@ def gemini(run: Run) -> int:
         emit(GEMINI_HELP)
         return 0
     if opts.get("version"):
-        emit(VERSIONS["gemini"] + "\n")
+        emit(version_line("gemini") + "\n")
         return 0
 
     def fail(msg: str) -> Refuse:  # config.ts `.fail()`: the message, then the help, exit 1
@@ -1726,6 +1731,8 @@ def perform(run: Run, step: dict | None, turn: Turn) -> str:
 
 
 def agent_turn(run: Run) -> int:
+    if os.environ.get("OOMPA_FAKE_CASSETTE"):
+        return replay_turn(run)
     infer_role(run)
     scn = load_scenario()
     run.call = next_call(run)
@@ -1781,6 +1788,114 @@ def agent_turn(run: Run) -> int:
         emit_filler(int(mode[5:]))
     emit(out, err)
     return code
+
+
+# --------------------------------------------------------------------------------------------
+# Replay of a cassette (OOMPA_FAKE_CASSETTE): pytest_oompa/cassette.py does the matching
+# --------------------------------------------------------------------------------------------
+
+_CASSETTE_MODULE = None
+
+
+def cassette_module():
+    """``pytest_oompa/cassette.py``, loaded by path: the fakes run without site-packages, and
+    that module imports only the standard library. A source checkout has it at
+    ``../pytest_oompa/cassette.py``, an installed wheel at ``../cassette.py``."""
+    global _CASSETTE_MODULE
+    if _CASSETTE_MODULE is None:
+        import importlib.util
+
+        parent = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+        for path in (
+            os.path.join(parent, "pytest_oompa", "cassette.py"),
+            os.path.join(parent, "cassette.py"),
+        ):
+            if os.path.isfile(path):
+                spec = importlib.util.spec_from_file_location("_oompa_cassette", path)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                sys.modules["_oompa_cassette"] = module
+                spec.loader.exec_module(module)
+                _CASSETTE_MODULE = module
+                break
+        else:
+            raise BadCassette(f"pytest_oompa/cassette.py not found next to {parent}")
+    return _CASSETTE_MODULE
+
+
+def load_cassette() -> dict:
+    cas = cassette_module()
+    try:
+        return cas.load(os.environ["OOMPA_FAKE_CASSETTE"])
+    except cas.CassetteError as e:
+        raise BadCassette(str(e)) from None
+
+
+def version_line(harness: str) -> str:
+    """``--version``: the recorded CLI's version when replaying a cassette that has it."""
+    if os.environ.get("OOMPA_FAKE_CASSETTE"):
+        recorded = (load_cassette().get("harness-versions") or {}).get(harness)
+        if recorded:
+            return str(recorded)
+    return VERSIONS[harness]
+
+
+def replay_turn(run: Run) -> int:
+    """Play back the recorded call instead of a scenario step: same output (session ids, swarm
+    id and paths mapped to this run's), same file changes and commits, same exit; a call that
+    is not the recorded one exits REPLAY_MISMATCH with a unified diff on stderr."""
+    infer_role(run)
+    data = load_cassette()
+    cas = cassette_module()
+    try:
+        rep = cas.replay(
+            data,
+            harness=run.harness,
+            argv=[sys.argv[0], *run.argv],
+            cwd=run.cwd,
+            prompt=run.prompt or "",
+            model=run.model,
+            session_id=run.session_id,
+            state_dir=state_dir(),
+        )
+    except cas.ReplayMismatch as m:
+        run.call = int(m.key.rsplit("/", 1)[-1])
+        run.extra.update(step="replay", replay=m.key, mismatch=m.message)
+        emit("", m.report())
+        return REPLAY_MISMATCH
+    run.call = int(rep.key.rsplit("/", 1)[-1])
+    reply = rep.call.get("reply")
+    code = rep.exit_code
+    if run.session is not None:
+        turn = {"ts": time.time(), "prompt": run.prompt, "reply": reply, "role": run.role}
+        turn.update(call=run.call, exit_code=code)
+        run.session["turns"].append(turn)
+        run.save_session()
+    changes = rep.call.get("changes") or {}
+    run.extra.update(
+        step="replay",
+        replay=rep.key,
+        reply=reply,
+        commits=[c.get("message", "").strip() for c in changes.get("commits") or []],
+    )
+    emit(rep.stdout, rep.stderr)
+    if code is not None and code >= 0:
+        return code
+    if code is None:  # the recorded CLI could not even start: nothing to play back
+        emit("", f"oompa replay: {rep.key} was recorded as: {rep.failure}\n")
+        return 127
+    if rep.failure.startswith(("timeout", "stalled", "stopped")):  # killed from outside
+        run.log(None, hang=True)
+        while True:
+            time.sleep(3600)
+    import signal
+
+    run.log(code, crash=signal.Signals(-code).name)
+    if -code not in (signal.SIGKILL, signal.SIGSTOP):
+        signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+    time.sleep(5)
+    os._exit(128 - code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -2027,6 +2142,10 @@ def main(harness: str) -> None:
     except BadScenario as e:
         emit("", f"oompa fake {harness}: bad scenario: {e}\n")
         run.extra["refused"] = f"bad scenario: {e}"
+        code = BAD_SCENARIO
+    except BadCassette as e:
+        emit("", f"oompa fake {harness}: bad cassette: {e}\n")
+        run.extra["refused"] = f"bad cassette: {e}"
         code = BAD_SCENARIO
     except Exception as e:  # a bug in the fake must not pass for the CLI's own exit 1
         import traceback

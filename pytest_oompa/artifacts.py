@@ -62,7 +62,9 @@ TRACKING_KINDS = (
     "metrics-line",
     "metrics-summary",
 )
-ARTIFACT_KINDS = CONTRACT_KINDS + TRACKING_KINDS
+#: Not under runs/: a recorded run's harness calls (--oompa-record, pytest_oompa.cassette).
+OTHER_KINDS = ("cassette",)
+ARTIFACT_KINDS = CONTRACT_KINDS + TRACKING_KINDS + OTHER_KINDS
 
 #: Worker and swarm ids become file names: this is all they may contain.
 _ID_RE = re.compile(r"[A-Za-z0-9._-]+")

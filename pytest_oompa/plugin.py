@@ -22,6 +22,7 @@ pytest_plugins = [
     "pytest_oompa.fixtures",
     "pytest_oompa.harness_fixtures",
     "pytest_oompa.contract.plugin",
+    "pytest_oompa.cassette_plugin",
 ]
 
 
