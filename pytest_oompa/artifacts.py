@@ -24,11 +24,12 @@ import json
 import math
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from jsonschema import Draft7Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -278,15 +279,38 @@ class ArtifactStore:
     was checked), then writes atomically. ``swarm-id`` in run, live-summary and summary artifacts
     must be the store's. The live summary is held in memory by the store (one writing process per
     run) and rewritten whole, under a lock, on every update.
+
+    With ``shared_lock`` (a file), several processes write one run (pytest-xdist): the live
+    summary is then read, merged and rewritten under that cross-process lock, and once any
+    process has written ``summary.json`` no process rewrites the live summary.
     """
 
-    def __init__(self, runs_dir: Path, swarm_id: str) -> None:
+    def __init__(self, runs_dir: Path, swarm_id: str, shared_lock: Path | None = None) -> None:
         self.swarm_id = check_id(swarm_id, what="swarm id", where=f"{runs_dir}/")
         self.runs_dir = Path(runs_dir)
         self.run_dir: Path = self.runs_dir / swarm_id
         self._lock = threading.Lock()
+        self._shared = FileLock(str(shared_lock), thread_local=False) if shared_lock else None
         self._workers: dict[str, dict[str, Any]] = {}
         self._finished = False
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This process's lock, then (shared mode) the run's cross-process one."""
+        with self._lock, self._shared if self._shared is not None else contextlib.nullcontext():
+            yield
+
+    def _live_workers(self, path: Path) -> dict[str, dict[str, Any]]:
+        """The workers of the live summary: on disk when processes share the run (every
+        process's entries), else this store's own."""
+        if self._shared is None:
+            return self._workers
+        try:
+            return dict(read_artifact(path, "live-summary")["workers"])
+        except FileNotFoundError:
+            return {}
+        except (ArtifactError, OSError):  # never lose the run over the live view
+            return dict(self._workers)
 
     # -- paths
 
@@ -399,17 +423,22 @@ class ArtifactStore:
         The store fills ``swarm-id``, the file's ``updated-at`` and, unless ``entry`` gives one,
         the worker's ``updated-at``. Callers are serialized, so concurrent updates never lose one
         another's entries. An invalid result raises :class:`ArtifactError` and changes nothing
-        (neither the file nor the in-memory map). After :meth:`write_summary` this does nothing.
+        (neither the file nor the in-memory map). After :meth:`write_summary` (in shared mode: once
+        any process wrote ``summary.json``) this does nothing.
         """
         path = self.path_for("live-summary")
         check_id(worker_id, kind="live-summary", where=str(path), json_path="$.workers")
-        with self._lock:
+        with self._locked():
             if self._finished:
                 return path
+            if self._shared is not None and self.path_for("summary").exists():
+                self._finished = True  # another process ended the run
+                return path
             now = utc_now_iso()
-            merged = {**self._workers.get(worker_id, {}), **entry}
+            current = self._live_workers(path)
+            merged = {**current.get(worker_id, {}), **entry}
             merged["updated-at"] = entry.get("updated-at", now)
-            workers = {**self._workers, worker_id: merged}
+            workers = {**current, worker_id: merged}
             document = {"swarm-id": self.swarm_id, "updated-at": now, "workers": workers}
             text, parsed = self._prepare("live-summary", document, path)
             self._write(path, text)
@@ -423,7 +452,7 @@ class ArtifactStore:
         """
         path = self.path_for("summary")
         text, _ = self._prepare("summary", data, path)
-        with self._lock:
+        with self._locked():
             self._write(path, text)
             self._finished = True
             with contextlib.suppress(FileNotFoundError):

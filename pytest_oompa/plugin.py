@@ -23,6 +23,7 @@ pytest_plugins = [
     "pytest_oompa.harness_fixtures",
     "pytest_oompa.contract.plugin",
     "pytest_oompa.cassette_plugin",
+    "pytest_oompa.xdist_support",
 ]
 
 
@@ -179,8 +180,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtestloop(session: pytest.Session) -> bool | None:
     state = session.config.stash.get(SESSION_KEY, None)
-    if state is None or session.config.option.collectonly:
-        return None
+    if state is None or state.distributed or session.config.option.collectonly:
+        return None  # (distributed: pytest-xdist's loop runs the items, see xdist_support.py)
     if session.testsfailed and not session.config.option.continue_on_collection_errors:
         return None  # pytest's own loop reports the collection errors
     others = [i for i in session.items if not isinstance(i, OompaItem)]

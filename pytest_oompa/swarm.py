@@ -11,10 +11,13 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
+
+from filelock import FileLock
 
 from pytest_oompa import paths
 from pytest_oompa.artifacts import ArtifactStore
@@ -44,7 +47,7 @@ from pytest_oompa.results import (
     WorkerReport,
     WorkerStatus,
 )
-from pytest_oompa.tasks import TaskQueue
+from pytest_oompa.tasks import TaskQueue, valid_task_id
 from pytest_oompa.tracking import (
     HEARTBEAT_SECONDS,
     Counts,
@@ -96,6 +99,13 @@ class SwarmOptions:
     gate: GateSection | None = None  # None: the config's gate
     call_observer: CallObserver | None = None  # sees every harness call (recording)
     heartbeat_interval: float = HEARTBEAT_SECONDS
+    # Several processes run this swarm (pytest-xdist): a folder they all share, for who holds
+    # which task and the live summary's lock. None: this process runs the whole swarm.
+    shared_dir: Path | None = None
+    # This process only runs its workers (``limits``) of a run another process prepares and
+    # ends: no preflight, planner, run.json, tracking, timeout, task-queue commit, summary or
+    # gate. Needs ``swarm_id`` and ``shared_dir``.
+    attached: bool = False
 
 
 @dataclass
@@ -129,10 +139,16 @@ class Swarm:
         self.swarm_id = options.swarm_id or new_swarm_id()
         self.registry = options.registry or HarnessRegistry()
         self.repo = Repo(options.repo_root or config.path.parent)
-        self.queue = TaskQueue(self.repo.root)
+        shared = options.shared_dir
+        if options.attached and (shared is None or options.swarm_id is None):
+            raise ValueError("an attached swarm needs the run's swarm_id and shared_dir")
+        self.queue = (
+            TaskQueue(self.repo.root) if shared is None else SharedTaskQueue(self.repo.root, shared)
+        )
         self.supervisor = ProcessSupervisor()
         runs_dir = Path(options.runs_dir)
-        self.recorder = Recorder(ArtifactStore(runs_dir, self.swarm_id), config)
+        lock = shared / "live-summary.lock" if shared is not None else None
+        self.recorder = Recorder(ArtifactStore(runs_dir, self.swarm_id, lock), config)
         source_env, extra_env = self._harness_env()
         timeouts = config.timeouts
         self._stop = threading.Event()
@@ -210,6 +226,10 @@ class Swarm:
         the run's entry in the index (status failed) for whoever debugs the nightly job.
         """
         repo = self.repo
+        if self.options.attached:  # the process that runs the whole swarm checked all this
+            repo.use_fallback_identity_if_needed()
+            self.queue.ensure_dirs()
+            return
         if not repo.is_repo():
             raise PreflightError(check_repo(repo))
         # Our own litter must never make the project look dirty, now or on the next run.
@@ -242,7 +262,7 @@ class Swarm:
         self._thread = threading.Thread(target=self._main, name=f"oompa-{self.swarm_id}")
         self._thread.start()
         limit = self.config.timeouts.swarm
-        if limit:
+        if limit and not self.options.attached:
             self._timer = threading.Timer(limit, self._swarm_timeout, args=(limit,))
             self._timer.daemon = True
             self._timer.start()
@@ -262,6 +282,10 @@ class Swarm:
     @property
     def stopping(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
 
     @property
     def running(self) -> bool:
@@ -338,14 +362,42 @@ class Swarm:
 
     # -- the coordinator thread ----------------------------------------------------------------
 
+    def run_planner(self) -> PlannerResult | None:
+        """The planner's call, synchronously, if there is one to run (not when attached)."""
+        planner = self.config.planner
+        if (
+            not planner
+            or not self.options.run_planner
+            or self.options.attached
+            or self._stop.is_set()
+        ):
+            return None
+        result = run_planner(self._context(), planner)
+        self.result.planner = result
+        if result.call is not None:
+            self.recorder.calls("planner", None, [result.call])
+        self.listener.planner_finished(result)
+        return result
+
+    def conclude(
+        self,
+        reports: Iterable[WorkerReport],
+        iterations: Iterable[IterationResult],
+        errors: Iterable[str] = (),
+    ) -> None:
+        """End a run whose workers ran in other (attached) processes, from what they reported:
+        commit the task queue, write summary.json, evaluate the gate, announce the end.
+        ``stop()`` first if the run was stopped."""
+        with self._lock:
+            for report in reports:
+                self.result.workers[report.worker_id] = report
+            self.result.iterations.extend(iterations)
+            self.result.errors.extend(errors)
+        self._finish()
+
     def _main(self) -> None:
         try:
-            planner = self.config.planner
-            if planner and self.options.run_planner and not self._stop.is_set():
-                self.result.planner = run_planner(self._context(), planner)
-                if self.result.planner.call is not None:
-                    self.recorder.calls("planner", None, [self.result.planner.call])
-                self.listener.planner_finished(self.result.planner)
+            self.run_planner()
             threads = [
                 threading.Thread(target=self._run_worker, args=(runner,), name=runner.id)
                 for runner in self.workers_to_run()
@@ -387,6 +439,10 @@ class Swarm:
         swarm is always announced (the plugin waits for it)."""
         # A swarm timeout also stops the workers, but it is a failure, not an interruption.
         self.result.interrupted = self._stop.is_set() and not self.result.timed_out
+        if self.options.attached:  # the process that prepared the run ends it
+            self.result.finished_at = utc_now()
+            self.listener.swarm_finished(self.result)
+            return
         order = [w.id for w in self.config.workers]
         reports = sorted(self.result.workers.values(), key=lambda r: order.index(r.worker_id))
         steps = [
@@ -426,3 +482,77 @@ class Swarm:
         """Claims and completions moved task files in the root tree; record the queue's end
         state on main so the project is clean for the next run."""
         self.repo.commit_paths(f"oompa: task queue after swarm {self.swarm_id}", "tasks")
+
+
+# -- a run several processes share ------------------------------------------------------------
+
+
+class _SharedLock:
+    """A lock held by one thread of one process at a time (a thread lock, then a file lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self._thread_lock = threading.Lock()
+        self._file_lock = FileLock(str(path), thread_local=False)
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            self._file_lock.acquire()
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self._file_lock.release()
+        finally:
+            self._thread_lock.release()
+
+
+class _TaskOwners(MutableMapping[str, str]):
+    """Task id -> the worker holding it, one file per task in a folder every process of the
+    run shares (read and written under the queue's cross-process lock)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def __getitem__(self, task_id: str) -> str:
+        try:
+            return (self.folder / task_id).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise KeyError(task_id) from None
+
+    def __setitem__(self, task_id: str, worker_id: str) -> None:
+        (self.folder / task_id).write_text(worker_id, encoding="utf-8")
+
+    def __delitem__(self, task_id: str) -> None:
+        try:
+            (self.folder / task_id).unlink()
+        except FileNotFoundError:
+            raise KeyError(task_id) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(n for n in os.listdir(self.folder) if valid_task_id(n)))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class SharedTaskQueue(TaskQueue):
+    """The task queue of a swarm whose workers run in several processes (pytest-xdist).
+
+    Claims are already safe across processes (a rename picks one winner); what this adds is
+    that who holds which task is shared too, under a cross-process lock, so a worker never
+    adopts (as moved by its agent) a task a worker of another process claimed.
+    """
+
+    def __init__(self, project_root: Path, shared_dir: Path) -> None:
+        super().__init__(project_root)
+        self._lock = _SharedLock(shared_dir / "tasks.lock")  # type: ignore[assignment]
+        self._owners = _TaskOwners(shared_dir / "task-owners")  # type: ignore[assignment]

@@ -1,6 +1,11 @@
 """The pytest session's view of one swarm: it runs the engine in the background and reports
 each collected item as soon as its iteration is known, so a swarm reads like a test run while
-every worker runs at once."""
+every worker runs at once.
+
+Under pytest-xdist (see xdist_support.py) the same object serves both sides: on the controller
+it holds the run (prepared, planned and ended there), on each node the workers that node runs
+(``distributed`` says which).
+"""
 
 from __future__ import annotations
 
@@ -111,6 +116,10 @@ class SwarmSession:
         self.planner_result: PlannerResult | None = None
         self.interrupted = False
         self.signals = _Signals()
+        # "": this process runs the whole swarm; "controller" or "node" under pytest-xdist.
+        self.distributed = ""
+        self._listener: _QueueListener | None = None
+        self._reportable: set[Any] = set()  # keys of items whose result is known (nodes)
 
     @property
     def gate(self) -> GateSection:
@@ -142,20 +151,33 @@ class SwarmSession:
 
     # -- the run loop --------------------------------------------------------------------------
 
-    def runtestloop(self, session: pytest.Session) -> None:
-        items = [i for i in session.items if isinstance(i, OompaItem)]
+    @staticmethod
+    def limits(items: list[pytest.Item]) -> dict[str, int]:
+        """Worker id -> the highest iteration selected, for the workers with selected items."""
         limits: dict[str, int] = {}
         for item in items:
             if isinstance(item, IterationItem):
                 limits[item.worker_id] = max(limits.get(item.worker_id, 0), item.iteration)
+        return limits
+
+    def new_swarm(self, limits: dict[str, int] | None, run_planner: bool) -> Swarm:
+        """Make and prepare this session's swarm (a failed preflight is a usage error)."""
         self.options.limits = limits
-        self.options.run_planner = any(isinstance(i, PlannerItem) for i in items)
-        listener = _QueueListener()
-        self.swarm = swarm = Swarm(self.swarm_config, self.options, listener)
+        self.options.run_planner = run_planner
+        self._listener = _QueueListener()
+        self.swarm = swarm = Swarm(self.swarm_config, self.options, self._listener)
         try:
             swarm.prepare()
         except PreflightError as exc:
             raise pytest.UsageError(str(exc)) from None
+        return swarm
+
+    def runtestloop(self, session: pytest.Session) -> None:
+        items = [i for i in session.items if isinstance(i, OompaItem)]
+        run_planner = any(isinstance(i, PlannerItem) for i in items)
+        swarm = self.new_swarm(self.limits(list(items)), run_planner)
+        listener = self._listener
+        assert listener is not None
         pending: dict[Any, OompaItem] = {item.key: item for item in items}
         self.signals.running()
         swarm.start()
@@ -221,18 +243,55 @@ class SwarmSession:
                     break
             except KeyboardInterrupt:
                 swarm.stop()
-        while True:
+        self.absorb_pending()
+        # An xdist node's swarm is only a part of the run: the controller announces its end.
+        if self.result is not None and self.distributed != "node":
+            self.config.hook.pytest_oompa_swarm_finished(result=self.result)
+
+    def absorb_pending(self) -> None:
+        """Record the engine events already waiting, without blocking."""
+        listener = self._listener
+        while listener is not None:
             try:
-                self._absorb(listener.events.get_nowait())
+                self._reportable.update(self._absorb(listener.events.get_nowait()))
             except queue.Empty:
                 break
-        if self.result is not None:
-            self.config.hook.pytest_oompa_swarm_finished(result=self.result)
+
+    # -- an xdist node: its workers run in the background, each item waits for its result -----
+
+    def wait_for(self, key: Any) -> None:
+        """Block until the item ``key`` can be reported: its iteration ended, or its worker or
+        the swarm ended first. Ctrl-C (or SIGTERM) stops this process's workers cleanly."""
+        swarm, listener = self.swarm, self._listener
+        if swarm is None or listener is None or not swarm.started:
+            return
+        try:
+            while key not in self._reportable:
+                try:
+                    event = listener.events.get(timeout=POLL_SECONDS)
+                except queue.Empty:
+                    if swarm.running:
+                        continue
+                    event = _Event("swarm", swarm.result)  # see runtestloop
+                self._reportable.update(self._absorb(event))
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.signals.shield()
+            swarm.stop()
+            self.drain()
+            raise
+
+    def drain(self) -> None:
+        """Wait for this process's swarm to end (after ``swarm.stop()`` if it must stop)."""
+        if self.swarm is not None and self._listener is not None and self.swarm.started:
+            self._drain(self.swarm, self._listener)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """An engine failure fails the run even when every reported item passed; then the
         run's final status goes to oompa-run.json, the index and the metrics history."""
+        if self.distributed == "node":
+            return  # the controller ends the run
         result = self.result
         if result is not None and result.errors:
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
@@ -260,7 +319,7 @@ class SwarmSession:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         terminal = terminalreporter
         result = self.result
-        if result is None:
+        if result is None or self.distributed == "node":
             return
         terminal.section(f"oompa swarm {result.swarm_id}", sep="=", bold=True)
         reports = [
