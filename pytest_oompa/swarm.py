@@ -243,6 +243,23 @@ class Swarm:
             raise PreflightError(problems)
         self.result.main_before = repo.head("main")
         self.tracker.start(self.result.started_at, self.result.main_before)
+        try:
+            self._prepare_tracked()
+        except PreflightError:
+            raise  # recorded by whoever ends the session, with its exit status
+        except BaseException as exc:
+            # The run is tracked from here on: anything else still closes it (heartbeat
+            # stopped, index entry failed or interrupted) before it propagates.
+            if isinstance(exc, KeyboardInterrupt):
+                self.result.interrupted = True
+            else:
+                self._engine_error("preparing the run", exc)
+            self.finalize()
+            raise
+
+    def _prepare_tracked(self) -> None:
+        """The preflight steps that run harnesses (probes, versions), then run.json."""
+        repo = self.repo
         probe = self.config.probe if self.options.probe is None else self.options.probe
         records: list[CallRecord] = []
         with ThreadPoolExecutor(max_workers=1) as pool:

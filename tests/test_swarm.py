@@ -419,3 +419,32 @@ def test_a_crashing_worker_costs_the_worker_not_the_run(oompa_repo, tmp_path):
     assert result.workers["w1"].metrics.merges == 2
     assert_clean(oompa_repo)
     assert_run_valid(swarm.run_dir)
+
+
+def test_a_failure_while_preparing_still_closes_the_run(oompa_repo, tmp_path, monkeypatch):
+    """Not a preflight finding (here: the first artifact write fails): the heartbeat stops
+    and the index says failed, instead of a 'running' ghost and a stray thread."""
+    import threading as threading_
+
+    from pytest_oompa.config import resolve
+    from pytest_oompa.reader import list_runs
+    from pytest_oompa.recorder import Recorder
+    from pytest_oompa.swarm import Swarm, SwarmOptions
+
+    def disk_full(self, started_at):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(Recorder, "run_started", disk_full)
+    data = {**FAST, "workers": [{"model": "claude:opus", "iterations": 1}], "fake_harnesses": True}
+    swarm = Swarm(
+        resolve(data, tmp_path / "oompa.json", ("claude",)),
+        SwarmOptions(runs_dir=tmp_path / "runs", repo_root=oompa_repo.path),
+    )
+    with pytest.raises(OSError, match="No space left"):
+        swarm.run()
+    assert "oompa-heartbeat" not in [t.name for t in threading_.enumerate()]
+    (info,) = list_runs(tmp_path / "runs")
+    assert info.status == "failed"
+    assert swarm.result.errors == [
+        "preparing the run failed: OSError: [Errno 28] No space left on device"
+    ]
