@@ -87,6 +87,11 @@ class RunTracker:
     def started(self) -> bool:
         return bool(self.meta)
 
+    @property
+    def beating(self) -> bool:
+        """The heartbeat thread is alive (until finish())."""
+        return self._thread is not None and self._thread.is_alive()
+
     def _write(self, name: str, kind: str, data: dict[str, Any]) -> None:
         path = self.run_dir / name
         validate_artifact(kind, data, where=str(path))

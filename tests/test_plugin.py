@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from contract import assert_run_valid
+from terminal import default_sigint
 
 from pytest_oompa.fixtures import GitRepo
 
@@ -219,6 +220,7 @@ def test_a_signal_mid_iteration_leaves_a_clean_repo_and_valid_artifacts(pytester
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        preexec_fn=default_sigint,
     )
     # Worktrees exist only once the swarm runs (and the signal handling is in place).
     deadline = time.monotonic() + 60

@@ -385,6 +385,8 @@ def test_stop_ends_a_running_swarm_cleanly(oompa_repo, tmp_path, oompa_swarm):
     assert_clean(oompa_repo)
     summary = assert_run_valid(swarm.run_dir)["summary.json"]
     assert summary["status-counts"] == {"idle": 2}
+    swarm.finalize()
+    assert not swarm.tracker.beating and swarm.result.status == "interrupted"
 
 
 def test_a_crashing_worker_costs_the_worker_not_the_run(oompa_repo, tmp_path):
@@ -424,8 +426,6 @@ def test_a_crashing_worker_costs_the_worker_not_the_run(oompa_repo, tmp_path):
 def test_a_failure_while_preparing_still_closes_the_run(oompa_repo, tmp_path, monkeypatch):
     """Not a preflight finding (here: the first artifact write fails): the heartbeat stops
     and the index says failed, instead of a 'running' ghost and a stray thread."""
-    import threading as threading_
-
     from pytest_oompa.config import resolve
     from pytest_oompa.reader import list_runs
     from pytest_oompa.recorder import Recorder
@@ -442,7 +442,7 @@ def test_a_failure_while_preparing_still_closes_the_run(oompa_repo, tmp_path, mo
     )
     with pytest.raises(OSError, match="No space left"):
         swarm.run()
-    assert "oompa-heartbeat" not in [t.name for t in threading_.enumerate()]
+    assert not swarm.tracker.beating
     (info,) = list_runs(tmp_path / "runs")
     assert info.status == "failed"
     assert swarm.result.errors == [

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from contract import assert_run_valid, assert_runs_valid
+from terminal import default_sigint
 
 from pytest_oompa.commandlog import read_events
 from pytest_oompa.fixtures import GitRepo
@@ -154,6 +155,7 @@ def _pytest(cwd: Path, *args: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=default_sigint,
     )
 
 

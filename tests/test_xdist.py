@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from contract import assert_run_valid
+from terminal import default_sigint
 
 from pytest_oompa.artifacts import ArtifactStore
 from pytest_oompa.fixtures import GitRepo
@@ -106,6 +107,7 @@ def run(*runs: tuple[GitRepo, tuple[str, ...]]) -> list[Run]:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            preexec_fn=default_sigint,
         )
         for repo, args in runs
     ]
@@ -355,6 +357,7 @@ def test_an_interrupted_run_stops_every_node_cleanly(tmp_path: Path, how: str) -
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group, as a terminal gives it
+        preexec_fn=default_sigint,
     )
     try:
         deadline = time.monotonic() + 120
