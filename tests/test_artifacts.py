@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from contract import widen_harness
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator
@@ -197,19 +198,6 @@ def with_claimed(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
             node = node[key]
         node["enum"] = [*node["enum"], "claimed"]
     return widen_harness(schema)
-
-
-def widen_harness(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {
-            k: {"type": "string", "minLength": 1}
-            if k == "harness" and isinstance(v, dict) and "enum" in v
-            else widen_harness(v)
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [widen_harness(x) for x in node]
-    return node
 
 
 def strip_annotations(node: Any, *, in_properties: bool = False) -> Any:
