@@ -116,12 +116,14 @@ class TaskQueue:
         """current -> pending; returns the ids that moved."""
         moved = []
         for task_id in task_ids:
+            # File and owner in one step, as in claim(): adopt_unowned must never see the task
+            # in current/ without its owner.
             with self._lock:
                 self._owners.pop(task_id, None)
-            try:
-                os.rename(self._file("current", task_id), self._file("pending", task_id))
-            except FileNotFoundError:
-                continue
+                try:
+                    os.rename(self._file("current", task_id), self._file("pending", task_id))
+                except FileNotFoundError:
+                    continue
             moved.append(task_id)
         return moved
 
@@ -130,27 +132,37 @@ class TaskQueue:
         ``merged-commit``. A task file that is not a JSON object is moved unannotated."""
         report = CompletionReport()
         for task_id in task_ids:
+            # File and owner in one step, as in claim(): adopt_unowned must never see the task
+            # in current/ without its owner (it would take a task that is being completed).
             with self._lock:
                 self._owners.pop(task_id, None)
-            src, dst = self._file("current", task_id), self._file("complete", task_id)
-            try:
-                text = src.read_text(encoding="utf-8")
-            except FileNotFoundError:
-                report.problems.append(f"task {task_id}: no longer in current/")
-                continue
-            try:
-                task = json.loads(text)
-                if not isinstance(task, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as exc:
-                report.problems.append(f"task {task_id}: not valid task JSON ({exc})")
-                os.replace(src, dst)
-            else:
-                task.update(annotation)
-                atomic_write_text(dst, json.dumps(task, indent=2, ensure_ascii=False) + "\n")
-                src.unlink(missing_ok=True)
-            report.completed.append(task_id)
+                moved, problem = self._move_to_complete(task_id, annotation)
+            if problem:
+                report.problems.append(problem)
+            if moved:
+                report.completed.append(task_id)
         return report
+
+    def _move_to_complete(
+        self, task_id: str, annotation: dict[str, Any]
+    ) -> tuple[bool, str | None]:
+        """current -> complete, annotated: (moved, a problem to report or None)."""
+        src, dst = self._file("current", task_id), self._file("complete", task_id)
+        try:
+            text = src.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return False, f"task {task_id}: no longer in current/"
+        try:
+            task = json.loads(text)
+            if not isinstance(task, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            os.replace(src, dst)  # reported and moved as it is, never parsed into a crash
+            return True, f"task {task_id}: not valid task JSON ({exc})"
+        task.update(annotation)
+        atomic_write_text(dst, json.dumps(task, indent=2, ensure_ascii=False) + "\n")
+        src.unlink(missing_ok=True)
+        return True, None
 
     def describe(self) -> str:
         counts = self.counts()
