@@ -83,6 +83,7 @@ class Repo:
         self._env = {**os.environ, **_BASE_ENV}
         self.calls = 0  # git spawns, for benchmarks and tests
         self._git_dir: Path | None = None
+        self._is_repo = False
         self._worktree_lock: RepoLock | None = None
         self._merge_lock: RepoLock | None = None
 
@@ -140,11 +141,16 @@ class Repo:
     # -- state ---------------------------------------------------------------------------------
 
     def is_repo(self) -> bool:
+        """Whether the root is the top of a git repository. A yes is remembered: preflight
+        asks more than once, and a repository does not stop being one during a run."""
+        if self._is_repo:
+            return True
         try:
             top = self.git("rev-parse", "--show-toplevel").strip()
         except (GitError, OSError):
             return False
-        return Path(top).resolve() == self.root
+        self._is_repo = Path(top).resolve() == self.root
+        return self._is_repo
 
     def has_branch(self, branch: str) -> bool:
         return bool(
