@@ -63,8 +63,9 @@ TRACKING_KINDS = (
     "metrics-line",
     "metrics-summary",
 )
-#: Not under runs/: a recorded run's harness calls (--oompa-record, pytest_oompa.cassette).
-OTHER_KINDS = ("cassette",)
+#: Not under runs/: a recorded run's harness calls (--oompa-record, pytest_oompa.cassette) and
+#: a recorded run's HTTP exchanges with the model API (pytest_oompa.wire_cassette).
+OTHER_KINDS = ("cassette", "wire-cassette")
 ARTIFACT_KINDS = CONTRACT_KINDS + TRACKING_KINDS + OTHER_KINDS
 
 #: Worker and swarm ids become file names: this is all they may contain.

@@ -49,7 +49,10 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pytest_oompa.wire_cassette import WireRecorder, WireReplayer
 
 PROTOCOLS = ("anthropic", "responses", "chat", "gemini")
 PROBE_MARKER = "[_HIDE_TEST_]"
@@ -1111,19 +1114,27 @@ class _Handler(BaseHTTPRequestHandler):
     # -- writing -------------------------------------------------------------------------------
 
     def _json(self, status: int, data: Any, headers: Mapping[str, str] | None = None) -> None:
-        payload = json.dumps(data).encode()
+        self._raw(status, "application/json", json.dumps(data).encode(), headers)
+
+    def _raw(
+        self,
+        status: int,
+        content_type: str,
+        payload: bytes,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
-        self.send_header("request-id", f"req_oompa_{id(data):x}")
+        self.send_header("request-id", f"req_oompa_{id(payload):x}")
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
         self._write(payload)
 
-    def _start_stream(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
+    def _start_stream(self, status: int = 200, content_type: str = "text/event-stream") -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("request-id", "req_oompa_stream")
@@ -1157,10 +1168,18 @@ class FakeModelAPI:
         port: int = 0,
         log_path: Path | str | None = None,
         max_stall: float = DEFAULT_MAX_STALL,
+        recorder: WireRecorder | None = None,
+        replayer: WireReplayer | None = None,
     ) -> None:
         if not host.startswith("127."):
             raise ValueError(f"the fake model API listens on loopback only (got {host!r})")
+        if recorder is not None and replayer is not None:
+            raise ValueError("the fake model API records or replays a wire cassette, not both")
         self.scenario = Scenario.load(scenario) if scenario is not None else Scenario()
+        # A wire cassette being recorded (requests go upstream) or replayed (answers come from
+        # it); either replaces the scenario for model requests.
+        self.recorder = recorder
+        self.replayer = replayer
         self.host, self.port = host, port
         self.log_path = Path(log_path) if log_path else None
         self.max_stall = max_stall
@@ -1374,6 +1393,14 @@ class FakeModelAPI:
             return
         record = self._new_record(handler, "POST", protocol, body)
         try:
+            if (self.recorder or self.replayer) and protocol and isinstance(body, dict):
+                view = _view_of(protocol, body, gemini)
+                record.view, record.tools = view, view.tools
+                if self.recorder is not None:
+                    self._proxy(handler, record, protocol, view, body, raw)
+                else:
+                    self._replay(handler, record, protocol, view)
+                return
             self._answer(handler, record, path, protocol, body, gemini)
         finally:
             self._persist(record)
@@ -1405,15 +1432,7 @@ class FakeModelAPI:
             record.note = f"oompa fake API: nothing serves {gemini.group(2)}"
             handler._json(404, error_body("gemini", 404, record.note))
             return
-        if protocol == "gemini":
-            assert gemini is not None
-            view = _view_gemini(body, gemini.group(1), gemini.group(2) == "streamGenerateContent")
-        elif protocol == "anthropic":
-            view = _view_anthropic(body)
-        elif protocol == "responses":
-            view = _view_responses(body)
-        else:
-            view = _view_chat(body)
+        view = _view_of(protocol, body, gemini)
         record.view = view
         record.tools = view.tools
         turn, failure = self._pick(record, view)
@@ -1454,6 +1473,105 @@ class FakeModelAPI:
         if turn.delay:
             self._sleep(turn.delay)
         self._send(handler, protocol, view, reply, turn, body)
+
+    # -- wire cassettes --------------------------------------------------------------------------
+
+    def _proxy(
+        self,
+        handler: _Handler,
+        record: RequestRecord,
+        protocol: Protocol,
+        view: RequestView,
+        body: Any,
+        raw: bytes,
+    ) -> None:
+        """Forward upstream, stream the answer back as it comes, record the exchange (the whole
+        answer, even when the CLI hangs up half way)."""
+        from pytest_oompa import wire_cassette
+
+        assert self.recorder is not None
+        start = time.monotonic()
+        headers = dict(handler.headers.items())
+        try:
+            forwarded = self.recorder.forward(protocol, "POST", handler.path, headers, raw)
+        except OSError as exc:
+            record.kind, record.status = "unmatched", 502
+            record.note = f"oompa wire recorder: the upstream did not answer: {exc}"
+            handler.close_connection = True
+            handler._json(502, error_body(protocol, 502, record.note))
+            return
+        captured = bytearray()
+        gone: _ClientGone | None = None
+        content_type = forwarded.headers.get("content-type", "application/json")
+        streamed = content_type.startswith("text/event-stream")
+        try:
+            if streamed:
+                handler._start_stream(forwarded.status, content_type)
+            for chunk in forwarded.chunks:
+                captured += chunk
+                if streamed and gone is None:
+                    try:
+                        handler._chunk(chunk)
+                    except _ClientGone as exc:
+                        gone = exc  # keep reading: the cassette gets the whole answer
+        finally:
+            forwarded.close()
+            # Recorded before the answer ends, so the CLI never sees an answer whose exchange
+            # is not in the cassette yet.
+            exchange = self.recorder.record(
+                protocol=protocol,
+                method="POST",
+                target=handler.path,
+                view=view,
+                headers=headers,
+                body=body,
+                status=forwarded.status,
+                response_headers=forwarded.headers,
+                response_body=bytes(captured),
+                duration_ms=wire_cassette.elapsed_ms(start),
+            )
+            record.status = forwarded.status
+            record.kind = "error" if forwarded.status >= 400 else exchange["kind"]
+            record.conversation, record.turn = exchange["conversation"], exchange["turn"]
+            record.note = f"recorded as exchange {exchange['seq']}"
+        if gone is not None:
+            raise gone
+        if streamed:
+            handler._end_stream()
+        else:
+            kept = {
+                k: v for k, v in forwarded.headers.items() if k in ("retry-after", "retry-after-ms")
+            }
+            handler._raw(forwarded.status, content_type, bytes(captured), kept)
+
+    def _replay(
+        self, handler: _Handler, record: RequestRecord, protocol: Protocol, view: RequestView
+    ) -> None:
+        from pytest_oompa import wire_cassette
+
+        assert self.replayer is not None
+        try:
+            answer = self.replayer.answer(protocol, handler.path, view)
+        except wire_cassette.Unmatched as exc:
+            record.kind, record.status = "unmatched", UNMATCHED_STATUS
+            record.note = str(exc)
+            handler.close_connection = True
+            handler._json(UNMATCHED_STATUS, error_body(protocol, UNMATCHED_STATUS, record.note))
+            return
+        exchange = answer.exchange
+        record.status = answer.status
+        record.kind = "error" if answer.status >= 400 else str(exchange["kind"])
+        record.conversation, record.turn = str(exchange["conversation"]), int(exchange["turn"])
+        record.note = f"replayed exchange {exchange['seq']}"
+        content_type = answer.headers.get("content-type", "application/json")
+        if answer.streamed:
+            handler._start_stream(answer.status, content_type)
+            for event in answer.events():
+                handler._chunk(event)
+            handler._end_stream()
+        else:
+            extra = {k: v for k, v in answer.headers.items() if k != "content-type"}
+            handler._raw(answer.status, content_type, answer.body.encode(), extra)
 
     def _call_id(self, protocol: str) -> str:
         n = next(self._ids)
@@ -1569,6 +1687,29 @@ class FakeModelAPI:
                         handler.connection.shutdown(socket.SHUT_RDWR)
                     return
         handler._end_stream()
+
+
+def _view_of(
+    protocol: Protocol, body: Mapping[str, Any], gemini: re.Match[str] | None
+) -> RequestView:
+    if protocol == "gemini":
+        assert gemini is not None
+        return _view_gemini(body, gemini.group(1), gemini.group(2) == "streamGenerateContent")
+    if protocol == "anthropic":
+        return _view_anthropic(body)
+    if protocol == "responses":
+        return _view_responses(body)
+    return _view_chat(body)
+
+
+def view_of(protocol: str, path: str, body: Mapping[str, Any]) -> RequestView:
+    """The protocol-neutral view of a model request (a recorded one, say)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}")
+    gemini = _GEMINI_PATH.match(path.split("?", 1)[0])
+    if protocol == "gemini" and gemini is None:
+        raise ValueError(f"not a Gemini model path: {path!r}")
+    return _view_of(protocol, body, gemini)  # type: ignore[arg-type]
 
 
 class ContractModelAPI:

@@ -23,6 +23,7 @@ pytest_plugins = [
     "pytest_oompa.harness_fixtures",
     "pytest_oompa.contract.plugin",
     "pytest_oompa.cassette_plugin",
+    "pytest_oompa.real_swarm",
     "pytest_oompa.xdist_support",
 ]
 

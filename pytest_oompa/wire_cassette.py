@@ -1,0 +1,551 @@
+"""Wire cassettes: the HTTP exchanges between the real agent CLIs and a model API, recorded once
+and replayed by the loopback fake model API.
+
+Recording puts ``FakeModelAPI`` in front of the real provider (``WireRecorder``): each CLI is
+pointed at 127.0.0.1 by the usual recipes and sends a placeholder key; the recorder swaps in
+the real key from this process's environment, forwards the request to the provider, streams the
+answer back as it arrives and appends the exchange to the cassette. Replay (``WireReplayer``)
+answers every request from the cassette and never touches the network.
+
+Replay is strict. A request is looked up by protocol, path, kind (``main``: the CLI offers
+tools; ``side``: a title or quota call; ``count``: token counting), conversation (its first user
+message) and turn (model responses already in its history), the n-th such request getting the
+n-th recorded one, so retries and resumed sessions replay as recorded. What the CLI sent since
+the last model response (the prompt, or the tool results) must then equal the recording. Before
+comparing, both sides are normalized: the working directory and the swarm id (read from the
+request itself, and mapped back into the recorded answer), temporary paths, dates, uuids, hex
+ids and long numbers. A request with no recording, or one that differs, is answered with an
+HTTP 400 naming the difference and logged as ``unmatched``.
+
+Secrets never reach the file: credential headers are dropped, ``key=`` query values and every
+value of a secret-named environment variable are replaced, and known key shapes are redacted
+(``cassette.Redactor``). The cassette stores the CLI versions (``--version``, when the recorder
+knows them) and each request's User-Agent; replay warns when the CLI is another version.
+Format: ``schemas/wire-cassette.schema.json``, described in docs/cassettes.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import http.client
+import json
+import os
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_oompa import __version__
+from pytest_oompa.artifacts import ArtifactError, utc_now_iso, validate_artifact
+from pytest_oompa.atomic import atomic_write_json
+from pytest_oompa.cassette import Redactor
+
+if TYPE_CHECKING:
+    from pytest_oompa.fake_api import RequestView
+
+FORMAT = "oompa-wire-cassette"
+VERSION = 1
+KIND = "wire-cassette"
+SUFFIX = ".wire.json"
+REDACTED = "<redacted>"
+
+#: Where each protocol goes when recording against the real providers.
+PROVIDERS: Mapping[str, str] = {
+    "anthropic": "https://api.anthropic.com",
+    "responses": "https://api.openai.com",
+    "chat": "https://api.openai.com",
+    "gemini": "https://generativelanguage.googleapis.com",
+}
+#: The variables holding each provider's key, and the header it goes in.
+KEYS: Mapping[str, tuple[tuple[str, ...], str, str]] = {
+    "anthropic": (("ANTHROPIC_API_KEY",), "x-api-key", "{key}"),
+    "responses": (("OPENAI_API_KEY",), "authorization", "Bearer {key}"),
+    "chat": (("OPENAI_API_KEY",), "authorization", "Bearer {key}"),
+    "gemini": (("GEMINI_API_KEY", "GOOGLE_API_KEY"), "x-goog-api-key", "{key}"),
+}
+_CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie", "proxy-authorization"}
+)
+# Not forwarded: hop-by-hop, recomputed, or (accept-encoding) asking for a body we could not
+# record as text.
+_DROP_HEADERS = frozenset(
+    {
+        "host",
+        "connection",
+        "keep-alive",
+        "content-length",
+        "transfer-encoding",
+        "content-encoding",
+        "accept-encoding",
+        "te",
+        "upgrade",
+    }
+)
+#: Response headers kept in the cassette (and sent again on replay).
+_KEEP_RESPONSE_HEADERS = ("content-type", "retry-after", "retry-after-ms")
+UPSTREAM_TIMEOUT = 600.0
+
+# -- normalization ----------------------------------------------------------------------------
+
+_TAG = re.compile(r"\[oompa:([^:\]\s]+):[^\]\s]+\]")
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    (
+        "uuids",
+        re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"),
+        "<uuid>",
+    ),
+    ("temp-paths", re.compile(r"(?:/tmp|/var/folders|/private/var)/[^\s\"'`<>)\]}]*"), "<tmp>"),
+    (
+        "dates",
+        re.compile(
+            r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"
+            r"|\b(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day\b"
+            rf"|\b(?:{_MONTHS}) \d{{1,2}}(?:st|nd|rd|th)?,? \d{{4}}\b"
+            r"|\b\d{1,2}/\d{1,2}/\d{4}\b"
+            r"|\b\d{1,2}:\d{2}(?::\d{2})?(?:\s?[AP]M)?\b"
+        ),
+        "<date>",
+    ),
+    ("hex-ids", re.compile(r"\b(?=[0-9a-f]*[a-f])[0-9a-f]{6,64}\b"), "<hex>"),
+    ("numbers", re.compile(r"\b\d+\.\d+\b|\b\d{3,}\b"), "<n>"),
+)
+_SPACE = re.compile(r"[ \t]+")
+
+
+def bindings_of(view: RequestView) -> dict[str, str]:
+    """What varies between a recording and its replay, read from the request: the CLI's working
+    directory and the swarm id of the oompa prompt tag."""
+    found: dict[str, str] = {}
+    cwd = view.cwd()
+    if cwd and cwd.startswith("/") and len(cwd) > 1:
+        found["cwd"] = cwd.rstrip("/")
+    tag = _TAG.search(view.first_user_text())
+    if tag:
+        found["swarm"] = tag.group(1)
+    return found
+
+
+def normalize(text: str, bindings: Mapping[str, str]) -> str:
+    """``text`` with the bindings' values as ``<name>`` and the RULES applied."""
+    for name, value in sorted(bindings.items(), key=lambda kv: -len(kv[1])):
+        if value:
+            text = text.replace(value, f"<{name}>")
+    for _, pattern, replacement in RULES:
+        text = pattern.sub(replacement, text)
+    return "\n".join(_SPACE.sub(" ", line).rstrip() for line in text.splitlines()).strip()
+
+
+def remap(text: str, recorded: Mapping[str, str], live: Mapping[str, str]) -> str:
+    """A recorded answer for this run: each recorded binding's value replaced by the live one."""
+    pairs = [(recorded[k], live[k]) for k in recorded if k in live and recorded[k] != live[k]]
+    for old, new in sorted(pairs, key=lambda p: -len(p[0])):
+        text = text.replace(old, new)
+    return text
+
+
+@dataclass(frozen=True)
+class Key:
+    protocol: str
+    path: str  # without the query
+    kind: str  # main | side | count
+    conversation: str  # a hash of the normalized first user message
+    turn: int
+
+    def label(self) -> str:
+        where = f"{self.protocol} {self.path} {self.kind}"
+        return f"{where} conversation {self.conversation} turn {self.turn}"
+
+
+def request_kind(path: str, view: RequestView) -> str:
+    if path.endswith(("/count_tokens", ":countTokens")):
+        return "count"
+    return "main" if view.tools else "side"
+
+
+def describe(protocol: str, path: str, view: RequestView) -> tuple[Key, str, dict[str, str]]:
+    """(the lookup key, the normalized input since the last response, the bindings); the
+    texts are redacted the way a recording is, so a live request compares with one."""
+    bindings = bindings_of(view)
+    first = normalize(_PATTERNS_ONLY.text(view.first_user_text()), bindings)
+    conversation = hashlib.sha256(first.encode()).hexdigest()[:16]
+    turn = view.turns_since(view.first_user_index(None) or 0) if view.messages else 0
+    key = Key(protocol, path.split("?", 1)[0], request_kind(path, view), conversation, turn)
+    text = normalize(_PATTERNS_ONLY.text(view.since_last_response()), bindings)
+    return key, text, bindings
+
+
+def describe_recorded(exchange: Mapping[str, Any]) -> tuple[Key, str, dict[str, str]]:
+    """``describe`` of a recorded request, from its body with today's rules (a cassette's
+    own ``conversation`` and ``input`` are what the recorder saw, kept for reading)."""
+    from pytest_oompa.fake_api import view_of
+
+    body = exchange["request"]["body"]
+    view = view_of(exchange["protocol"], exchange["path"], body if isinstance(body, dict) else {})
+    key, text, found = describe(exchange["protocol"], exchange["path"], view)
+    return key, text, {**found, **(exchange.get("bindings") or {})}
+
+
+_PATTERNS_ONLY = Redactor()
+
+
+# -- the cassette file --------------------------------------------------------------------------
+
+
+class WireCassetteError(Exception):
+    """A wire cassette that cannot be used: missing, unreadable, invalid or of another format."""
+
+
+def validate(data: Mapping[str, Any], where: str = "wire cassette") -> None:
+    try:
+        validate_artifact(KIND, dict(data), where=where)
+    except ArtifactError as exc:
+        raise WireCassetteError(str(exc)) from None
+
+
+def load(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WireCassetteError(f"{path}: no such wire cassette") from None
+    except (OSError, ValueError) as exc:
+        raise WireCassetteError(f"{path}: cannot read the wire cassette: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise WireCassetteError(f"{path}: not a wire cassette (format {FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise WireCassetteError(
+            f"{path}: wire cassette version {data.get('version')!r}; this reader reads {VERSION}"
+        )
+    validate(data, str(path))
+    return data
+
+
+# -- recording ----------------------------------------------------------------------------------
+
+
+def upstream_keys(protocols: Iterator[str] | list[str], env: Mapping[str, str]) -> dict[str, str]:
+    """Each protocol's key from ``env``; raises WireCassetteError naming a missing variable."""
+    keys: dict[str, str] = {}
+    for protocol in protocols:
+        names = KEYS[protocol][0]
+        value = next((env[n] for n in names if env.get(n)), None)
+        if value is None:
+            raise WireCassetteError(
+                f"recording {protocol} against {PROVIDERS[protocol]} needs "
+                f"{' or '.join(names)} in the environment"
+            )
+        keys[protocol] = value
+    return keys
+
+
+@dataclass
+class Forwarded:
+    """The upstream's answer, being streamed: status, headers and the body's chunks."""
+
+    status: int
+    headers: dict[str, str]
+    chunks: Iterator[bytes]
+    close: Any
+
+
+class WireRecorder:
+    """Forwards each request to its protocol's upstream and records the exchange.
+
+    ``upstreams`` maps a protocol to a base URL (default: the real providers, ``PROVIDERS``).
+    ``keys`` maps a protocol to the key sent upstream in place of the CLI's placeholder (the
+    real providers need one; a loopback upstream gets the CLI's own headers)."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        upstreams: Mapping[str, str] | None = None,
+        keys: Mapping[str, str] | None = None,
+        clients: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.upstreams = dict(upstreams or PROVIDERS)
+        self.keys = dict(keys or {})
+        self.clients = dict(clients or {})
+        self.redactor = Redactor({**(env if env is not None else os.environ)})
+        self.redactor.values = sorted(
+            set(self.redactor.values) | {k for k in self.keys.values() if len(k) >= 4},
+            key=len,
+            reverse=True,
+        )
+        # Reentrant: record() rewrites the file (which reads the exchanges) while it holds it.
+        self._lock = threading.RLock()
+        self._exchanges: list[dict[str, Any]] = []
+        self._recorded_at = utc_now_iso()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.write()
+
+    @property
+    def exchanges(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._exchanges)
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "recorded-at": self._recorded_at,
+            "tool-version": __version__,
+            "clients": dict(self.clients),
+            "upstreams": {p: self.redactor.text(u) for p, u in sorted(self.upstreams.items())},
+            "normalize": ["cwd", "swarm"] + [name for name, _, _ in RULES],
+            "exchanges": self.exchanges,
+        }
+
+    def write(self) -> None:
+        data = self.document()
+        validate(data, str(self.path))
+        atomic_write_json(self.path, data)
+
+    def forward(
+        self, protocol: str, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> Forwarded:
+        """Send the request upstream; raises OSError when the upstream cannot be reached."""
+        base = urllib.parse.urlsplit(self.upstreams.get(protocol) or PROVIDERS[protocol])
+        out = {k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS}
+        key = self.keys.get(protocol)
+        if key is not None:
+            out = {k: v for k, v in out.items() if k.lower() not in _CREDENTIAL_HEADERS}
+            _, header, template = KEYS[protocol]
+            out[header] = template.format(key=key)
+            target = _without_key_query(target)
+        out["Accept-Encoding"] = "identity"
+        out["Content-Length"] = str(len(body))
+        path = base.path.rstrip("/") + target
+        cls = http.client.HTTPSConnection if base.scheme == "https" else http.client.HTTPConnection
+        conn = cls(base.netloc, timeout=UPSTREAM_TIMEOUT)
+        try:
+            conn.request(method, path, body=body, headers=out)
+            response = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise OSError(f"{base.scheme}://{base.netloc}: {exc}") from exc
+
+        def chunks() -> Iterator[bytes]:
+            while True:
+                try:
+                    data = response.read1(65536)
+                except http.client.IncompleteRead as exc:
+                    if exc.partial:
+                        yield exc.partial
+                    return
+                if not data:
+                    return
+                yield data
+
+        kept = {k.lower(): v for k, v in response.getheaders()}
+        return Forwarded(response.status, kept, chunks(), conn.close)
+
+    def record(
+        self,
+        *,
+        protocol: str,
+        method: str,
+        target: str,
+        view: RequestView,
+        headers: Mapping[str, str],
+        body: Any,
+        status: int,
+        response_headers: Mapping[str, str],
+        response_body: bytes,
+        duration_ms: int,
+    ) -> dict[str, Any]:
+        key, text, bindings = describe(protocol, target, view)
+        redact = self.redactor
+        exchange = {
+            "seq": 0,
+            "protocol": protocol,
+            "method": method,
+            "path": redact.text(_without_key_query(target)),
+            "kind": key.kind,
+            "conversation": key.conversation,
+            "turn": key.turn,
+            "input": redact.text(text),
+            "bindings": bindings,
+            "user-agent": headers.get("user-agent", headers.get("User-Agent", "")),
+            "request": {
+                "headers": {
+                    k.lower(): (REDACTED if k.lower() in _CREDENTIAL_HEADERS else redact.text(v))
+                    for k, v in sorted(headers.items())
+                },
+                "body": redact.deep(body),
+            },
+            "response": {
+                "status": status,
+                "headers": {
+                    k: response_headers[k] for k in _KEEP_RESPONSE_HEADERS if k in response_headers
+                },
+                "body": redact.text(response_body.decode("utf-8", errors="replace")),
+            },
+            "duration-ms": duration_ms,
+        }
+        with self._lock:
+            exchange["seq"] = len(self._exchanges) + 1
+            self._exchanges.append(exchange)
+            self.write()
+        return exchange
+
+
+def _without_key_query(target: str) -> str:
+    """A request target without a ``key=`` query parameter (gemini's API key)."""
+    path, _, query = target.partition("?")
+    if not query:
+        return target
+    kept = [p for p in query.split("&") if not p.lower().startswith("key=")]
+    return path + ("?" + "&".join(kept) if kept else "")
+
+
+# -- replaying ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A recorded answer for this run."""
+
+    exchange: Mapping[str, Any]
+    status: int
+    headers: Mapping[str, str]
+    body: str
+
+    @property
+    def streamed(self) -> bool:
+        return self.headers.get("content-type", "").startswith("text/event-stream")
+
+    def events(self) -> list[bytes]:
+        """The body as server-sent events, to write one by one."""
+        parts = re.split(r"(?<=\n\n)", self.body)
+        return [p.encode() for p in parts if p]
+
+
+class Unmatched(Exception):
+    """A request the cassette has no recording for, or one that differs from it."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A recorded exchange, described with today's rules."""
+
+    exchange: Mapping[str, Any]
+    key: Key
+    input: str
+    bindings: Mapping[str, str]
+
+    @property
+    def seq(self) -> int:
+        return int(self.exchange["seq"])
+
+
+class WireReplayer:
+    """Answers requests from a wire cassette, strictly (see the module's docstring)."""
+
+    def __init__(
+        self, source: Path | str | Mapping[str, Any], clients: Mapping[str, str] | None = None
+    ) -> None:
+        self.path = None if isinstance(source, Mapping) else Path(source)
+        self.data = dict(source) if isinstance(source, Mapping) else load(source)
+        self._by_key: dict[Key, list[Recorded]] = {}
+        self._all: list[Recorded] = []
+        for ex in self.data["exchanges"]:
+            try:
+                key, text, bindings = describe_recorded(ex)
+            except (KeyError, TypeError, ValueError) as exc:
+                where = self.path or "wire cassette"
+                raise WireCassetteError(f"{where}: exchange {ex.get('seq')}: {exc}") from None
+            recorded = Recorded(ex, key, text, bindings)
+            self._all.append(recorded)
+            self._by_key.setdefault(key, []).append(recorded)
+        self._served: dict[Key, int] = {}
+        self._lock = threading.Lock()
+        self.warnings = self._version_warnings(clients or {})
+
+    def _version_warnings(self, live: Mapping[str, str]) -> list[str]:
+        recorded = self.data.get("clients") or {}
+        return [
+            f"{name} is {live[name]} here; the cassette was recorded with {recorded[name]}"
+            for name in sorted(recorded)
+            if name in live and live[name] != recorded[name]
+        ]
+
+    @property
+    def total(self) -> int:
+        return len(self._all)
+
+    def replayed(self) -> int:
+        with self._lock:
+            return sum(self._served.values())
+
+    def unreplayed(self) -> list[Mapping[str, Any]]:
+        """The recorded exchanges no request asked for (yet), in recording order."""
+        with self._lock:
+            left = [r for key, rs in self._by_key.items() for r in rs[self._served.get(key, 0) :]]
+        return [r.exchange for r in sorted(left, key=lambda r: r.seq)]
+
+    def answer(self, protocol: str, target: str, view: RequestView) -> Answer:
+        """The recorded answer to this request; raises Unmatched saying why there is none."""
+        key, text, bindings = describe(protocol, target, view)
+        with self._lock:
+            recorded = self._by_key.get(key, [])
+            n = self._served.get(key, 0)
+            if n >= len(recorded):
+                raise Unmatched(self._no_recording(key, text, len(recorded)))
+            found = recorded[n]
+            if found.input != text:
+                raise Unmatched(
+                    f"oompa wire replay: {key.label()} differs from the recording "
+                    f"(exchange {found.seq}):\n{_diff(found.input, text)}"
+                )
+            self._served[key] = n + 1
+        response = found.exchange["response"]
+        body = remap(response["body"], found.bindings, bindings)
+        return Answer(found.exchange, int(response["status"]), dict(response["headers"]), body)
+
+    def _no_recording(self, key: Key, text: str, count: int) -> str:
+        if count:
+            return (
+                f"oompa wire replay: {key.label()} was recorded {count} time(s); "
+                f"this is request {count + 1}"
+            )
+        same_kind = [
+            r
+            for r in self._all
+            if (r.key.protocol, r.key.kind, r.key.turn) == (key.protocol, key.kind, key.turn)
+        ]
+        nearest = max(
+            same_kind,
+            key=lambda r: difflib.SequenceMatcher(None, r.input[:4000], text[:4000]).ratio(),
+            default=None,
+        )
+        message = f"oompa wire replay: no recording of {key.label()}"
+        if nearest is not None:
+            message += (
+                f"; the nearest recorded request (exchange {nearest.seq}) differs:\n"
+                + _diff(nearest.input, text)
+            )
+        return message
+
+
+def _diff(recorded: str, live: str, limit: int = 60) -> str:
+    lines = list(
+        difflib.unified_diff(
+            recorded.splitlines(), live.splitlines(), "cassette", "this request", lineterm="", n=1
+        )
+    )
+    if len(lines) > limit:
+        lines = [*lines[:limit], f"... ({len(lines) - limit} more diff lines)"]
+    return "\n".join(lines)
+
+
+def elapsed_ms(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)
