@@ -192,6 +192,10 @@ def pytest_oompa_swarm_options(
         raise _usage(f"{' and '.join(wanted)} exclude each other")
     if upstream and not record:
         raise _usage("--oompa-wire-upstream only goes with --oompa-wire-record")
+    try:
+        upstreams = parse_upstream(upstream) if upstream else dict(wire_cassette.PROVIDERS)
+    except ValueError as exc:
+        raise _usage(str(exc)) from None
     if scenario_file and not fake:
         raise _usage("--oompa-fake-api-scenario needs --oompa-fake-api")
     if not selected:
@@ -220,7 +224,7 @@ def pytest_oompa_swarm_options(
         rest = f"{paths.fake_bin_dir()}{os.pathsep}{rest}"
     env: dict[str, str] = {}
     if fake or record or replay:
-        run.api = _start_api(config, run, fake, scenario_file, record, replay, upstream)
+        run.api = _start_api(config, run, scenario_file, record, replay, upstreams)
         run.home = Path(tempfile.mkdtemp(prefix="oompa-real-home-"))
         env = real_clis.environment(run.api.url, run.home, [c.name for c in clis])
         _chain_adjust(options, real_clis.set_pwd)
@@ -234,18 +238,16 @@ def pytest_oompa_swarm_options(
 def _start_api(
     config: pytest.Config,
     run: RealSwarm,
-    fake: bool,
     scenario_file: str | None,
     record: str | None,
     replay: str | None,
-    upstream: str | None,
+    upstreams: dict[str, str],
 ) -> FakeModelAPI:
     clients = {c.name: c.version or "" for c in run.clis}
     if record:
         if hasattr(config, "workerinput") or config.getoption("numprocesses", None):
             raise _usage("--oompa-wire-record records from one process: run it without -n")
         try:
-            upstreams = parse_upstream(upstream) if upstream else dict(wire_cassette.PROVIDERS)
             protocols = {
                 real_clis.RECIPES[c.name].api for c in run.clis if c.name in real_clis.RECIPES
             }
@@ -256,7 +258,7 @@ def _start_api(
             recorder = wire_cassette.WireRecorder(
                 Path(record).resolve(), upstreams=upstreams, keys=keys, clients=clients
             )
-        except (ValueError, wire_cassette.WireCassetteError, OSError) as exc:
+        except (wire_cassette.WireCassetteError, OSError) as exc:
             raise _usage(f"--oompa-wire-record: {exc}") from None
         run.mode = f"recording to {record} via {', '.join(sorted(set(upstreams.values())))}"
         return FakeModelAPI(recorder=recorder).start()

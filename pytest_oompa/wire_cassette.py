@@ -168,15 +168,18 @@ def request_kind(path: str, view: RequestView) -> str:
     return "main" if view.tools else "side"
 
 
-def describe(protocol: str, path: str, view: RequestView) -> tuple[Key, str, dict[str, str]]:
+def describe(
+    protocol: str, path: str, view: RequestView, redactor: Redactor | None = None
+) -> tuple[Key, str, dict[str, str]]:
     """(the lookup key, the normalized input since the last response, the bindings); the
     texts are redacted the way a recording is, so a live request compares with one."""
+    redact = redactor or _PATTERNS_ONLY
     bindings = bindings_of(view)
-    first = normalize(_PATTERNS_ONLY.text(view.first_user_text()), bindings)
+    first = normalize(redact.text(view.first_user_text()), bindings)
     conversation = hashlib.sha256(first.encode()).hexdigest()[:16]
     turn = view.turns_since(view.first_user_index(None) or 0) if view.messages else 0
     key = Key(protocol, path.split("?", 1)[0], request_kind(path, view), conversation, turn)
-    text = normalize(_PATTERNS_ONLY.text(view.since_last_response()), bindings)
+    text = normalize(redact.text(view.since_last_response()), bindings)
     return key, text, bindings
 
 
@@ -362,7 +365,7 @@ class WireRecorder:
         response_body: bytes,
         duration_ms: int,
     ) -> dict[str, Any]:
-        key, text, bindings = describe(protocol, target, view)
+        key, text, bindings = describe(protocol, target, view, self.redactor)
         redact = self.redactor
         exchange = {
             "seq": 0,
@@ -451,8 +454,14 @@ class WireReplayer:
     """Answers requests from a wire cassette, strictly (see the module's docstring)."""
 
     def __init__(
-        self, source: Path | str | Mapping[str, Any], clients: Mapping[str, str] | None = None
+        self,
+        source: Path | str | Mapping[str, Any],
+        clients: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        # A live request is redacted as the recorder redacted its own (the values of this
+        # environment's secret variables too) before the two are compared.
+        self.redactor = Redactor({**(env if env is not None else os.environ)})
         self.path = None if isinstance(source, Mapping) else Path(source)
         self.data = dict(source) if isinstance(source, Mapping) else load(source)
         self._by_key: dict[Key, list[Recorded]] = {}
@@ -494,7 +503,7 @@ class WireReplayer:
 
     def answer(self, protocol: str, target: str, view: RequestView) -> Answer:
         """The recorded answer to this request; raises Unmatched saying why there is none."""
-        key, text, bindings = describe(protocol, target, view)
+        key, text, bindings = describe(protocol, target, view, self.redactor)
         with self._lock:
             recorded = self._by_key.get(key, [])
             n = self._served.get(key, 0)

@@ -12,6 +12,7 @@ Each test is skipped, with the reason, when its CLI is not installed.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -41,8 +42,12 @@ CALL_TIMEOUT = 120.0
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
+# Read before any test runs: pytester gives its tests a HOME of their own.
+INSTALL_DIR = str(real_clis.default_install_dir())
+
+
 def need(name: str) -> real_clis.RealCLI:
-    cli = real_clis.find_cached(name)
+    cli = real_clis.find_cached(name, INSTALL_DIR)
     if not cli.available:
         pytest.skip(cli.skip_reason or f"no real {name}")
     return cli
@@ -645,3 +650,143 @@ def test_swarm_with_one_real_worker(harness: str, tmp_path: Path) -> None:
     assert "VERDICT: APPROVED" in review.output
     assert [r.conversation for r in requests if r.conversation == "probe"] == ["probe"]
     shutil.rmtree(tmp_path / "home", ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------
+# The command line: --oompa-real-harness with --oompa-fake-api, and wire cassettes
+# ------------------------------------------------------------------------------------------
+
+
+def real_project(
+    pytester: pytest.Pytester, name: str, harness: str, tasks: tuple[str, ...] = ("t1",)
+) -> GitRepo:
+    model = f"{harness}:{MODELS[harness]}"
+    repo = GitRepo(pytester.path / name)
+    repo.add_swarm_config(
+        {"workers": [{"model": model, "iterations": 2}], "reviewer": {"model": model}},
+        tasks=tasks,
+    )
+    return repo
+
+
+def run_swarm(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    repo: GitRepo,
+    cli: real_clis.RealCLI,
+    *args: str,
+) -> pytest.RunResult:
+    monkeypatch.chdir(repo.path)
+    # pytester's HOME is its own folder: say where the CLI is installed.
+    monkeypatch.setenv(real_clis.DIR_ENV, str(cli.bin_dir))
+    return pytester.runpytest(
+        "--oompa-swarm=oompa.json",
+        f"--oompa-call-timeout={CALL_TIMEOUT}",
+        "-p",
+        "no:cacheprovider",
+        *args,
+    )
+
+
+def assert_merged(repo: GitRepo, harness: str) -> None:
+    assert repo.git("show", "main:hello.txt") == f"hello from {harness}\n"
+    assert repo.tasks("complete") == ["t1"]
+
+
+def test_a_swarm_of_real_clis_on_the_fake_api_from_the_command_line(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = need("claude")
+    repo = real_project(pytester, "project", "claude")
+    scenario = pytester.path / "scenario.json"
+    scenario.write_text(json.dumps(worker_scenario("claude")))
+    result = run_swarm(
+        pytester,
+        monkeypatch,
+        repo,
+        cli,
+        "--oompa-real-harness=claude",
+        "--oompa-fake-api",
+        f"--oompa-fake-api-scenario={scenario}",
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["real CLIs: claude 2.*; model API: fake, scenario *scenario.json"])
+    assert_merged(repo, "claude")
+
+
+@pytest.mark.parametrize("harness", HARNESSES)
+def test_a_swarm_recorded_at_the_wire_replays_offline(
+    harness: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Record: the real CLI talks to the recording proxy, which forwards to a provider (here a
+    fake model API on a scenario). Replay, in a fresh project: no provider at all."""
+    cli = need(harness)
+    cassette = tmp_path / f"{harness}.wire.json"
+    recorded = real_project(pytester, "recorded", harness)
+    with FakeModelAPI(worker_scenario(harness), max_stall=30) as provider:
+        result = run_swarm(
+            pytester,
+            monkeypatch,
+            recorded,
+            cli,
+            f"--oompa-real-harness={harness}",
+            f"--oompa-wire-record={cassette}",
+            f"--oompa-wire-upstream={provider.url}",
+        )
+        answered = len(provider.model_requests())
+        assert not provider.unmatched, [r.note for r in provider.unmatched]
+    result.assert_outcomes(passed=2)
+    assert_merged(recorded, harness)
+    data = json.loads(cassette.read_text())
+    assert data["clients"] == {harness: cli.version}
+    exchanges = data["exchanges"]
+    assert len([e for e in exchanges if e["kind"] == "main"]) == answered
+    result.stdout.fnmatch_lines([f"wire cassette: {len(exchanges)} exchange(s) recorded in *"])
+
+    replayed = real_project(pytester, "replayed", harness)
+    result = run_swarm(
+        pytester,
+        monkeypatch,
+        replayed,
+        cli,
+        f"--oompa-real-harness={harness}",
+        f"--oompa-wire-replay={cassette}",
+    )
+    result.assert_outcomes(passed=2)
+    n = len(exchanges)
+    result.stdout.fnmatch_lines([f"wire replay: {n} of {n} recorded exchange(s) replayed from *"])
+    result.stdout.no_fnmatch_line("*unmatched*")
+    assert_merged(replayed, harness)
+
+
+def test_a_replay_that_diverges_fails_the_session(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The same cassette on a project with another task: the first worker prompt (which lists
+    the pending tasks) has no recording, the CLI gets a 400 saying why, the session fails."""
+    cli = need("claude")
+    cassette = tmp_path / "claude.wire.json"
+    with FakeModelAPI(worker_scenario("claude"), max_stall=30) as provider:
+        result = run_swarm(
+            pytester,
+            monkeypatch,
+            real_project(pytester, "recorded", "claude"),
+            cli,
+            "--oompa-real-harness=claude",
+            f"--oompa-wire-record={cassette}",
+            f"--oompa-wire-upstream={provider.url}",
+            "--oompa-no-probe",
+        )
+    result.assert_outcomes(passed=2)
+    other = real_project(pytester, "other", "claude", tasks=("t2",))
+    result = run_swarm(
+        pytester,
+        monkeypatch,
+        other,
+        cli,
+        "--oompa-real-harness=claude",
+        f"--oompa-wire-replay={cassette}",
+        "--oompa-no-probe",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*model API: unmatched POST /v1/messages*: oompa wire replay: *"])

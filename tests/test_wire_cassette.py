@@ -1,0 +1,379 @@
+"""Wire cassettes (pytest_oompa.wire_cassette): recording through the fake model API in front of
+an upstream (here another fake model API standing in for a provider), strict replay, secrets,
+normalization, and the swarm options that use them. The real CLIs record and replay in
+tests/test_real_clis.py."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_fake_api import CWD, GEMINI_PATH, anthropic, chat, gemini, post, responses, user
+
+from pytest_oompa import wire_cassette
+from pytest_oompa.artifacts import validate_artifact
+from pytest_oompa.fake_api import FakeModelAPI
+from pytest_oompa.real_swarm import parse_upstream
+from pytest_oompa.wire_cassette import (
+    WireCassetteError,
+    WireRecorder,
+    WireReplayer,
+    normalize,
+    remap,
+)
+
+KEY = "sk-ant-api03-realrealrealrealreal"
+SCENARIO = {
+    "conversations": [
+        {
+            "match": "[oompa:S1:w0] do the work",
+            "turns": [
+                {"say": "Writing.", "write": {"path": "a.txt", "content": "A\n"}},
+                "Done.\nCOMPLETE_AND_READY_FOR_MERGE",
+            ],
+        },
+        {"match": "flaky", "turns": [{"fail_first": [429], "say": "after a retry"}]},
+    ]
+}
+PROMPT = "[oompa:S1:w0] do the work"
+OTHER_CWD = "/srv/elsewhere/w0"
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeModelAPI]:
+    with FakeModelAPI(SCENARIO, max_stall=10) as server:
+        yield server
+
+
+def recording(upstream: FakeModelAPI, path: Path, **kw: Any) -> tuple[FakeModelAPI, WireRecorder]:
+    recorder = WireRecorder(
+        path, upstreams=dict.fromkeys(wire_cassette.PROVIDERS, upstream.url), **kw
+    )
+    return FakeModelAPI(recorder=recorder, max_stall=10), recorder
+
+
+def moved(body: Any, swarm: str = "S2") -> Any:
+    """The same request from another run: another working directory and swarm id."""
+    return json.loads(
+        json.dumps(body).replace(CWD, OTHER_CWD).replace("oompa:S1:", f"oompa:{swarm}:")
+    )
+
+
+FIRST = {
+    "anthropic": ("/v1/messages?beta=true", anthropic([user(PROMPT)])),
+    "responses": (
+        "/v1/responses",
+        responses([{"type": "message", "role": "user", "content": PROMPT}]),
+    ),
+    "chat": ("/v1/chat/completions", chat([user(PROMPT)])),
+    "gemini": (
+        GEMINI_PATH,
+        gemini(
+            [
+                {
+                    "role": "user",
+                    "parts": [{"text": f"{PROMPT}\nI'm currently working in the directory: {CWD}"}],
+                }
+            ]
+        ),
+    ),
+}
+
+
+# ------------------------------------------------------------------------------------------
+# Record, then replay, in each protocol
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", list(FIRST))
+def test_record_then_replay_each_protocol(
+    protocol: str, upstream: FakeModelAPI, tmp_path: Path
+) -> None:
+    path, body = FIRST[protocol]
+    cassette = tmp_path / "c.wire.json"
+    proxy, _ = recording(upstream, cassette, clients={"claude": "2.1.197"})
+    with proxy:
+        recorded = post(proxy, path, body)
+    assert recorded.status == 200
+    assert [r.kind for r in upstream.requests] == ["main"]
+    data = json.loads(cassette.read_text())
+    validate_artifact("wire-cassette", data)
+    (exchange,) = data["exchanges"]
+    assert exchange["protocol"] == protocol and exchange["kind"] == "main"
+    assert exchange["turn"] == 0 and exchange["bindings"]["cwd"] == CWD
+    assert data["clients"] == {"claude": "2.1.197"}
+    # The write tool call carries the recorded absolute path for the CLIs that take one.
+    absolute = protocol in ("anthropic", "chat")  # (these requests offer a write tool)
+    assert (f"{CWD}/a.txt" in recorded.raw.decode()) is absolute
+
+    with FakeModelAPI(replayer=WireReplayer(cassette)) as api:
+        replayed = post(api, path, moved(body))
+        again = post(api, path, moved(body))
+    assert replayed.status == 200
+    assert replayed.headers["content-type"] == recorded.headers["content-type"]
+    # Byte for byte the recording, with this run's working directory in it.
+    assert replayed.raw.decode() == recorded.raw.decode().replace(CWD, OTHER_CWD)
+    assert again.status == 400
+    assert "was recorded 1 time(s); this is request 2" in json.dumps(again.json())
+    assert [r.kind for r in api.requests] == ["main", "unmatched"]
+
+
+def test_a_resumed_conversation_and_retries_replay_in_order(
+    upstream: FakeModelAPI, tmp_path: Path
+) -> None:
+    cassette = tmp_path / "c.wire.json"
+    first = anthropic([user(PROMPT)])
+    flaky = anthropic([user("flaky call")])
+    proxy, _ = recording(upstream, cassette)
+    with proxy:
+        tool_turn = post(proxy, "/v1/messages", first)
+        (call,) = [
+            d["content_block"]
+            for n, d in tool_turn.events()
+            if n == "content_block_start" and d["content_block"]["type"] == "tool_use"
+        ]
+        second = anthropic(
+            [
+                user(PROMPT),
+                {"role": "assistant", "content": [{**call, "input": {}}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": call["id"], "content": "ok"}
+                    ],
+                },
+            ]
+        )
+        done = post(proxy, "/v1/messages", second)
+        statuses = [post(proxy, "/v1/messages", flaky).status for _ in range(2)]
+    assert statuses == [429, 200]
+    assert '"stop_reason": "end_turn"' in done.raw.decode()
+
+    replayer = WireReplayer(cassette)
+    with FakeModelAPI(replayer=replayer) as api:
+        assert [post(api, "/v1/messages", flaky).status for _ in range(2)] == [429, 200]
+        assert post(api, "/v1/messages", moved(first)).status == 200
+        assert replayer.unreplayed()[0]["turn"] == 1
+        replay_done = post(api, "/v1/messages", moved(second))
+    assert replay_done.raw == done.raw
+    assert replayer.replayed() == replayer.total == 4
+    assert replayer.unreplayed() == []
+    assert [r.kind for r in api.requests] == ["error", "main", "main", "main"]
+
+
+def test_a_request_that_differs_is_refused_with_a_diff(
+    upstream: FakeModelAPI, tmp_path: Path
+) -> None:
+    cassette = tmp_path / "c.wire.json"
+    proxy, _ = recording(upstream, cassette)
+    path, body = FIRST["chat"]
+    with proxy:
+        post(proxy, path, body)
+    changed = json.loads(json.dumps(body).replace("do the work", "do other work"))
+    with FakeModelAPI(replayer=WireReplayer(cassette)) as api:
+        answer = post(api, path, changed)
+    assert answer.status == 400
+    message = answer.json()["error"]["message"]
+    assert "no recording of chat /v1/chat/completions main" in message
+    assert "-[oompa:<swarm>:w0] do the work" in message
+    assert "+[oompa:<swarm>:w0] do other work" in message
+    (record,) = api.unmatched
+    assert record.note == message
+
+
+def test_secrets_never_reach_the_cassette(upstream: FakeModelAPI, tmp_path: Path) -> None:
+    cassette = tmp_path / "c.wire.json"
+    env = {"MY_SERVICE_TOKEN": "tok-123456789-secret"}
+    body = anthropic([user(f"{PROMPT}; token tok-123456789-secret and sk-proj-abcdefghijklmnop")])
+    recorder = WireRecorder(
+        cassette, upstreams={"anthropic": upstream.url}, keys={"anthropic": KEY}, env=env
+    )
+    with FakeModelAPI(recorder=recorder) as proxy:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        conn.request(
+            "POST",
+            "/v1/messages?key=AIzaSyA-secret-google-key-000000",
+            json.dumps(body),
+            {"x-api-key": "placeholder", "Authorization": "Bearer sk-ant-oat01-cafecafecafe"},
+        )
+        assert conn.getresponse().status == 200
+        conn.close()
+    # The upstream got the real key in place of the CLI's placeholder, and no query key.
+    (seen,) = upstream.requests
+    assert seen.path == "/v1/messages"
+    assert seen.headers["x-api-key"] == "<redacted>"  # (the upstream's own log redacts too)
+    text = cassette.read_text()
+    for secret in (
+        "tok-123456789-secret",
+        "sk-proj-abcdefghijklmnop",
+        "AIzaSyA",
+        KEY,
+        "cafecafe",
+        "placeholder",
+    ):
+        assert secret not in text
+    (exchange,) = json.loads(text)["exchanges"]
+    assert exchange["request"]["headers"]["x-api-key"] == "<redacted>"
+    assert exchange["path"] == "/v1/messages"
+    # A replay compares redacted with redacted: the same request still matches.
+    with FakeModelAPI(replayer=WireReplayer(cassette, env=env)) as api:
+        assert post(api, "/v1/messages", body).status == 200
+
+
+def test_the_real_key_goes_upstream(tmp_path: Path) -> None:
+    """What the provider receives: the key from the environment, in its protocol's header."""
+    seen: list[dict[str, str]] = []
+
+    class Capture(FakeModelAPI):
+        def _new_record(self, handler: Any, method: str, protocol: Any, body: Any) -> Any:
+            seen.append({k.lower(): v for k, v in handler.headers.items()})
+            return super()._new_record(handler, method, protocol, body)
+
+    with Capture(SCENARIO) as provider:
+        keys = wire_cassette.upstream_keys(["responses"], {"OPENAI_API_KEY": "sk-openai-real-key"})
+        recorder = WireRecorder(
+            tmp_path / "c.wire.json", upstreams={"responses": provider.url}, keys=keys
+        )
+        with FakeModelAPI(recorder=recorder) as proxy:
+            path, body = FIRST["responses"]
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            conn.request("POST", path, json.dumps(body), {"Authorization": "Bearer x"})
+            assert conn.getresponse().status == 200
+            conn.close()
+    assert seen[0]["authorization"] == "Bearer sk-openai-real-key"
+    assert seen[0]["accept-encoding"] == "identity"
+    with pytest.raises(WireCassetteError, match="GEMINI_API_KEY or GOOGLE_API_KEY"):
+        wire_cassette.upstream_keys(["gemini"], {})
+
+
+def test_an_unreachable_upstream_is_a_502_and_records_nothing(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    cassette = tmp_path / "c.wire.json"
+    recorder = WireRecorder(cassette, upstreams={"chat": dead})
+    with FakeModelAPI(recorder=recorder) as proxy:
+        answer = post(proxy, *FIRST["chat"])
+    assert answer.status == 502
+    assert "the upstream did not answer" in answer.json()["error"]["message"]
+    assert json.loads(cassette.read_text())["exchanges"] == []
+
+
+def test_a_cli_hanging_up_mid_stream_still_records_the_whole_answer(tmp_path: Path) -> None:
+    scenario = {"conversations": [{"turns": [{"say": "a long answer", "stall": 0.5}]}]}
+    cassette = tmp_path / "c.wire.json"
+    with FakeModelAPI(scenario, max_stall=5) as provider:
+        recorder = WireRecorder(cassette, upstreams={"anthropic": provider.url})
+        with FakeModelAPI(recorder=recorder) as proxy:
+            conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+            path, body = FIRST["anthropic"]
+            conn.request("POST", path, json.dumps(body))
+            response = conn.getresponse()
+            assert b"message_start" in response.read1(4096)
+            conn.close()  # during the stall
+            for _ in range(100):
+                if recorder.exchanges:
+                    break
+                provider._stopping.wait(0.05)
+    (exchange,) = recorder.exchanges
+    assert exchange["response"]["body"].rstrip().endswith('{"type": "message_stop"}')
+
+
+def test_replay_warns_about_another_cli_version_and_lists_what_was_not_asked(
+    upstream: FakeModelAPI, tmp_path: Path
+) -> None:
+    cassette = tmp_path / "c.wire.json"
+    proxy, _ = recording(upstream, cassette, clients={"codex": "0.169.0"})
+    with proxy:
+        post(proxy, *FIRST["responses"])
+    replayer = WireReplayer(cassette, clients={"codex": "0.170.0"})
+    assert replayer.warnings == ["codex is 0.170.0 here; the cassette was recorded with 0.169.0"]
+    assert [e["seq"] for e in replayer.unreplayed()] == [1]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.update(version=2), "version 2; this reader reads 1"),
+        (lambda d: d.update(format="other"), "not a wire cassette"),
+        (lambda d: d["exchanges"][0].pop("response"), "'response' is a required property"),
+        (lambda d: d["exchanges"][0].update(kind="weird"), "kind"),
+    ],
+)
+def test_bad_cassettes_are_refused(
+    edit: Any, message: str, upstream: FakeModelAPI, tmp_path: Path
+) -> None:
+    cassette = tmp_path / "c.wire.json"
+    proxy, _ = recording(upstream, cassette)
+    with proxy:
+        post(proxy, *FIRST["chat"])
+    data = json.loads(cassette.read_text())
+    edit(data)
+    cassette.write_text(json.dumps(data))
+    with pytest.raises(WireCassetteError, match=message):
+        WireReplayer(cassette)
+    with pytest.raises(WireCassetteError, match="no such wire cassette"):
+        WireReplayer(tmp_path / "missing.json")
+
+
+# ------------------------------------------------------------------------------------------
+# Normalization
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Today's date is Saturday, November 21, 2026.", "Today's date is <date>, <date>."),
+        ("at 2026-11-21T13:50:38.123Z and 13:50", "at <date> and <date>"),
+        ("Chunk ID: abdece\nWall time: 0.0012 seconds", "Chunk ID: <hex>\nWall time: <n> seconds"),
+        ("[main 1a2b3c4] w0: hello", "[main <hex>] w0: hello"),
+        ("session 5f0c8b9e-2d3f-4a1b-9c8d-7e6f5a4b3c2d", "session <uuid>"),
+        ("PGID: 48213, files: 12", "PGID: <n>, files: 12"),
+        ("wrote /tmp/pytest-of-root/x/home/.gemini/tmp/abc", "wrote <tmp>"),
+        ("in /srv/w0: ok  \n\n", "in <cwd>: ok"),
+    ],
+)
+def test_normalize(text: str, expected: str) -> None:
+    assert normalize(text, {"cwd": "/srv/w0"}) == expected
+
+
+_path = st.lists(st.sampled_from(["w0", "proj", "a-b", "x_1"]), min_size=1, max_size=4).map(
+    lambda parts: "/srv/" + "/".join(parts)
+)
+_word = st.text(alphabet="ghijklmnopqrstuvwxyz :\n", max_size=40)
+
+
+@given(text=st.lists(_word, min_size=1, max_size=5), a=_path, b=_path)
+def test_normalize_sees_through_the_working_directory(text: list[str], a: str, b: str) -> None:
+    """The same request from two working directories normalizes the same, normalizing is
+    idempotent, and an answer remapped from one run to the other carries the other's path."""
+    in_a = a.join(text)
+    in_b = b.join(text)
+    assert normalize(in_a, {"cwd": a}) == normalize(in_b, {"cwd": b})
+    once = normalize(in_a, {"cwd": a})
+    assert normalize(once, {"cwd": a}) == once
+    assert remap(in_a, {"cwd": a}, {"cwd": b}) == in_b
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("http://127.0.0.1:9", dict.fromkeys(wire_cassette.PROVIDERS, "http://127.0.0.1:9")),
+        ("anthropic=http://a,chat=http://c", {"anthropic": "http://a", "chat": "http://c"}),
+    ],
+)
+def test_parse_upstream(value: str, expected: dict[str, str]) -> None:
+    assert parse_upstream(value) == expected
+
+
+def test_parse_upstream_names_a_bad_part() -> None:
+    with pytest.raises(ValueError, match="'bogus=http://x' is not PROTOCOL=URL"):
+        parse_upstream("chat=http://c,bogus=http://x")
