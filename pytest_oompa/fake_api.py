@@ -36,6 +36,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 import re
 import shlex
 import signal
@@ -1752,13 +1753,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help="write the real CLIs' config files into DIR and print the environment to use",
     )
+    wire = parser.add_mutually_exclusive_group()
+    wire.add_argument(
+        "--record",
+        metavar="CASSETTE",
+        help="forward every model request upstream (the real providers, with the keys in "
+        "ANTHROPIC_API_KEY, OPENAI_API_KEY, GEMINI_API_KEY; or --upstream) and record the "
+        "exchanges in this wire cassette",
+    )
+    wire.add_argument(
+        "--replay", metavar="CASSETTE", help="answer from this wire cassette only, strictly"
+    )
+    parser.add_argument(
+        "--upstream",
+        metavar="URL|PROTOCOL=URL,...",
+        help="with --record: where to forward (default: the real providers)",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
         scenario = Scenario.load(args.scenario) if args.scenario else Scenario()
     except (OSError, ScenarioError) as exc:
         print(f"fake-api: bad scenario: {exc}", file=sys.stderr)
         return 2
-    api = FakeModelAPI(scenario, port=args.port, log_path=args.log)
+    try:
+        recorder, replayer = _wire_modes(args.record, args.replay, args.upstream)
+    except (ValueError, OSError) as exc:
+        print(f"fake-api: {exc}", file=sys.stderr)
+        return 2
+    api = FakeModelAPI(
+        scenario, port=args.port, log_path=args.log, recorder=recorder, replayer=replayer
+    )
     try:
         api.start()
     except OSError as exc:
@@ -1781,4 +1805,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         api.stop()
     print(f"fake-api: stopped after {len(api.requests)} request(s)", file=sys.stderr)
+    if recorder is not None:
+        print(
+            f"fake-api: {len(recorder.exchanges)} exchange(s) in {recorder.path}", file=sys.stderr
+        )
+    if replayer is not None:
+        print(
+            f"fake-api: {replayer.replayed()} of {replayer.total} exchange(s) replayed, "
+            f"{len(api.unmatched)} unmatched request(s)",
+            file=sys.stderr,
+        )
+        return 1 if api.unmatched else 0
     return 0
+
+
+def _wire_modes(
+    record: str | None, replay: str | None, upstream: str | None
+) -> tuple[WireRecorder | None, WireReplayer | None]:
+    """The recorder or replayer the command line asks for; raises ValueError saying why not."""
+    from pytest_oompa import wire_cassette
+
+    if upstream and not record:
+        raise ValueError("--upstream only goes with --record")
+    try:
+        if replay:
+            return None, wire_cassette.WireReplayer(replay)
+        if not record:
+            return None, None
+        try:
+            upstreams = (
+                wire_cassette.parse_upstream(upstream)
+                if upstream
+                else dict(wire_cassette.PROVIDERS)
+            )
+        except ValueError as exc:
+            raise ValueError(f"--upstream: {exc}") from None
+        real = [p for p, url in sorted(upstreams.items()) if url == wire_cassette.PROVIDERS[p]]
+        # Every protocol may be asked for: a missing key shows as the provider's 401, recorded.
+        keys = {p: k for p in real for k in _key_of(p)}
+        return wire_cassette.WireRecorder(record, upstreams=upstreams, keys=keys), None
+    except wire_cassette.WireCassetteError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _key_of(protocol: str) -> list[str]:
+    from pytest_oompa import wire_cassette
+
+    try:
+        return list(wire_cassette.upstream_keys([protocol], os.environ).values())
+    except wire_cassette.WireCassetteError:
+        return []

@@ -37,7 +37,6 @@ from pytest_oompa.harnesses import HarnessCommand, HarnessRegistry
 from pytest_oompa.swarm import SwarmOptions
 
 PLUGIN_NAME = "oompa-real-swarm"
-PROTOCOLS = ("anthropic", "responses", "chat", "gemini")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -75,24 +74,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Where --oompa-wire-record forwards: one base URL for every protocol, or "
         "anthropic=URL,responses=URL,chat=URL,gemini=URL (default: the real providers).",
     )
-
-
-def parse_upstream(value: str) -> dict[str, str]:
-    """``URL`` (every protocol) or ``PROTOCOL=URL,...``; raises ValueError."""
-    value = value.strip()
-    if "=" not in value.split("://", 1)[0]:
-        return dict.fromkeys(PROTOCOLS, value)
-    found: dict[str, str] = {}
-    for part in value.split(","):
-        name, sep, url = part.partition("=")
-        name, url = name.strip(), url.strip()
-        if not sep or name not in PROTOCOLS or not url:
-            raise ValueError(
-                f"--oompa-wire-upstream: {part!r} is not PROTOCOL=URL "
-                f"(protocols: {', '.join(PROTOCOLS)})"
-            )
-        found[name] = url
-    return found
 
 
 def swarm_harnesses(swarm_config: SwarmConfig) -> list[str]:
@@ -193,9 +174,11 @@ def pytest_oompa_swarm_options(
     if upstream and not record:
         raise _usage("--oompa-wire-upstream only goes with --oompa-wire-record")
     try:
-        upstreams = parse_upstream(upstream) if upstream else dict(wire_cassette.PROVIDERS)
+        upstreams = (
+            wire_cassette.parse_upstream(upstream) if upstream else dict(wire_cassette.PROVIDERS)
+        )
     except ValueError as exc:
-        raise _usage(str(exc)) from None
+        raise _usage(f"--oompa-wire-upstream: {exc}") from None
     if scenario_file and not fake:
         raise _usage("--oompa-fake-api-scenario needs --oompa-fake-api")
     if not selected:

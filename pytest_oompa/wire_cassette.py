@@ -197,6 +197,21 @@ def describe_recorded(exchange: Mapping[str, Any]) -> tuple[Key, str, dict[str, 
 _PATTERNS_ONLY = Redactor()
 
 
+def parse_upstream(value: str) -> dict[str, str]:
+    """``URL`` (every protocol) or ``PROTOCOL=URL,...``; raises ValueError."""
+    value = value.strip()
+    if "=" not in value.split("://", 1)[0]:
+        return dict.fromkeys(PROVIDERS, value)
+    found: dict[str, str] = {}
+    for part in value.split(","):
+        name, sep, url = part.partition("=")
+        name, url = name.strip(), url.strip()
+        if not sep or name not in PROVIDERS or not url:
+            raise ValueError(f"{part!r} is not PROTOCOL=URL (protocols: {', '.join(PROVIDERS)})")
+        found[name] = url
+    return found
+
+
 # -- the cassette file --------------------------------------------------------------------------
 
 

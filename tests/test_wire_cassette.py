@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,12 +24,12 @@ from test_fake_api import CWD, GEMINI_PATH, anthropic, chat, gemini, post, respo
 from pytest_oompa import wire_cassette
 from pytest_oompa.artifacts import validate_artifact
 from pytest_oompa.fake_api import FakeModelAPI
-from pytest_oompa.real_swarm import parse_upstream
 from pytest_oompa.wire_cassette import (
     WireCassetteError,
     WireRecorder,
     WireReplayer,
     normalize,
+    parse_upstream,
     remap,
 )
 
@@ -377,3 +381,71 @@ def test_parse_upstream(value: str, expected: dict[str, str]) -> None:
 def test_parse_upstream_names_a_bad_part() -> None:
     with pytest.raises(ValueError, match="'bogus=http://x' is not PROTOCOL=URL"):
         parse_upstream("chat=http://c,bogus=http://x")
+
+
+# ------------------------------------------------------------------------------------------
+# python -m pytest_oompa fake-api --record / --replay
+# ------------------------------------------------------------------------------------------
+
+
+def serve(*args: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest_oompa", "fake-api", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first.startswith("fake model API on http://127.0.0.1:"), proc.communicate()
+    return proc, int(first.rsplit(":", 1)[1])
+
+
+def stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=10)[1]
+
+
+class At:
+    """``post`` takes a server; a port is enough."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+
+def test_the_fake_api_command_records_and_replays(upstream: FakeModelAPI, tmp_path: Path) -> None:
+    cassette = tmp_path / "c.wire.json"
+    proc, port = serve("--record", str(cassette), "--upstream", upstream.url)
+    try:
+        recorded = post(At(port), *FIRST["chat"])  # type: ignore[arg-type]
+    finally:
+        err = stop(proc)
+    assert proc.returncode == 0 and "1 exchange(s) in" in err
+    proc, port = serve("--replay", str(cassette))
+    try:
+        replayed = post(At(port), *FIRST["chat"])  # type: ignore[arg-type]
+        unmatched = post(At(port), *FIRST["chat"])  # type: ignore[arg-type]
+    finally:
+        err = stop(proc)
+    assert replayed.raw == recorded.raw and unmatched.status == 400
+    assert proc.returncode == 1 and "1 of 1 exchange(s) replayed, 1 unmatched" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--replay", "missing.json"], "no such wire cassette"),
+        (["--upstream", "http://x"], "--upstream only goes with --record"),
+        (["--record", "c.json", "--upstream", "nope=http://x"], "--upstream: 'nope=http://x'"),
+    ],
+)
+def test_the_fake_api_command_refuses(args: list[str], message: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_oompa", "fake-api", *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2 and message in proc.stderr
