@@ -790,3 +790,28 @@ def test_a_replay_that_diverges_fails_the_session(
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*model API: unmatched POST /v1/messages*: oompa wire replay: *"])
+
+
+# ------------------------------------------------------------------------------------------
+# The harness contract suite against the four real CLIs
+# ------------------------------------------------------------------------------------------
+
+
+def test_the_contract_suite_passes_against_the_real_clis(pytester: pytest.Pytester) -> None:
+    """Every check of ``--oompa-contract`` for each real CLI, its model checks on the loopback
+    model API: nothing skipped, nothing failed (about 100 s, most of it opencode's start-up)."""
+    clis = [need(name) for name in HARNESSES]
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
+    result = pytester.runpytest_subprocess(
+        f"--oompa-contract={','.join(HARNESSES)}",
+        "--oompa-real-harness=all",
+        "--oompa-fake-api",
+        f"--oompa-real-harness-dir={clis[0].bin_dir}",
+        "-rs",
+        timeout=600,
+    )
+    outcomes = result.parseoutcomes()
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+    assert outcomes.get("skipped", 0) == 0, result.stdout.str()[-3000:]
+    # Each check runs against the fake and against the real CLI, for each of the four.
+    assert outcomes["passed"] >= 2 * 4 * 16
