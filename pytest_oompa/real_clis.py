@@ -147,7 +147,7 @@ def find(
     binary = which_real(name, folders, path)
     if binary is None:
         places = [str(p) for p in (configured, os.environ.get(DIR_ENV)) if p]
-        places.append(str(default_install_dir()))
+        places = list(dict.fromkeys([*places, str(default_install_dir())]))
         return RealCLI(
             name,
             skip_reason=f"the real {name!r} CLI is not installed (looked in "
