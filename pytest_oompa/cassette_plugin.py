@@ -13,17 +13,19 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_oompa import cassette, paths
-from pytest_oompa.calls import CallObserver
-from pytest_oompa.config import AgentSpec, SwarmConfig
 from pytest_oompa.git import Repo
-from pytest_oompa.harnesses import HarnessCommand
-from pytest_oompa.results import CallRecord
-from pytest_oompa.swarm import SwarmOptions, SwarmResult, new_swarm_id
+
+if TYPE_CHECKING:  # (the engine loads when a swarm runs, not with the plugin)
+    from pytest_oompa.calls import CallObserver
+    from pytest_oompa.config import AgentSpec, SwarmConfig
+    from pytest_oompa.harnesses import HarnessCommand
+    from pytest_oompa.results import CallRecord
+    from pytest_oompa.swarm import SwarmOptions, SwarmResult
 
 REPLAY_KEY = pytest.StashKey[Path]()
 PLUGIN_NAME = "oompa-cassette"
@@ -89,6 +91,8 @@ def pytest_oompa_swarm_options(
     if record:
         directory = Path(record).resolve()
         if not node:
+            from pytest_oompa.swarm import new_swarm_id
+
             options.swarm_id = options.swarm_id or new_swarm_id()
         _exclude(root, directory)
         run.recorder = cassette.CassetteRecorder(

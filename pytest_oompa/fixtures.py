@@ -20,16 +20,17 @@ import subprocess
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_oompa.config import resolve
-from pytest_oompa.fake_api import FakeModelAPI
 from pytest_oompa.harnesses import HarnessCommand, HarnessRegistry
-from pytest_oompa.results import IterationResult, WorkerReport
-from pytest_oompa.runfiles import IGNORED, read_any
-from pytest_oompa.swarm import Swarm, SwarmOptions, SwarmResult
+
+# The engine is imported where a fixture uses it: pytest loads this module in every run.
+if TYPE_CHECKING:
+    from pytest_oompa.fake_api import FakeModelAPI
+    from pytest_oompa.results import IterationResult, WorkerReport
+    from pytest_oompa.swarm import SwarmResult
 
 IDENTITY = ("-c", "user.name=oompa test", "-c", "user.email=test@oompa.invalid")
 # Set by the fake_harness fixture on its test item: oompa_swarm then shares its fakes' setup.
@@ -172,10 +173,14 @@ class SwarmRun:
 
     def artifact(self, relpath: str) -> Any:
         """One file of the run (``summary.json``, ``iterations/w0-i1.json``, …), validated."""
+        from pytest_oompa.runfiles import read_any
+
         return read_any(self.run_dir.parent, self.run_dir / relpath)
 
     def artifacts(self) -> dict[str, Any]:
         """Every file of the run folder, validated on read, by path relative to it."""
+        from pytest_oompa.runfiles import IGNORED, read_any
+
         return {
             p.relative_to(self.run_dir).as_posix(): read_any(self.run_dir.parent, p)
             for p in sorted(self.run_dir.rglob("*"))
@@ -214,6 +219,9 @@ class SwarmRunner:
         fake: bool = True,
         **options: Any,
     ) -> SwarmRun:
+        from pytest_oompa.config import resolve
+        from pytest_oompa.swarm import Swarm, SwarmOptions
+
         self._count += 1
         folder = self.tmp_path / f"swarm-{self._count}"
         folder.mkdir()
@@ -272,6 +280,8 @@ def fake_model_api(tmp_path: Path) -> Iterator[FakeModelAPI]:
     """The loopback fake model API (pytest_oompa.fake_api), started for the test: script it
     with ``fake_model_api.script(match, replies)``, point real CLIs at it with
     ``fake_model_api.environment(home)``, read ``fake_model_api.requests`` afterwards."""
+    from pytest_oompa.fake_api import FakeModelAPI
+
     with FakeModelAPI(log_path=tmp_path / "model-api.jsonl") as api:
         yield api
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_oompa.config import SwarmConfig
 from pytest_oompa.results import CallRecord, IterationResult, PlannerResult
 
 if TYPE_CHECKING:
+    from pytest_oompa.config import SwarmConfig
     from pytest_oompa.swarm_session import SwarmSession
 
 SESSION_KEY = pytest.StashKey["SwarmSession"]()

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from pytest_oompa import hooks
-from pytest_oompa.config import ConfigError, load_config, parse_outcomes
-from pytest_oompa.gate import merge as merge_gate
 from pytest_oompa.harnesses import HarnessRegistry
 from pytest_oompa.items import SESSION_KEY, OompaItem, SwarmFile
-from pytest_oompa.reader import runs_dir_from_env
-from pytest_oompa.swarm import SwarmOptions
-from pytest_oompa.swarm_session import SwarmSession
+
+# The engine (pydantic, jsonschema, the swarm) is imported when a swarm is asked for, not
+# when pytest loads the plugin: every pytest run in an environment with pytest-oompa
+# installed would pay for it otherwise.
 
 pytest_plugins = [
     "pytest_oompa.fixtures",
@@ -111,6 +110,8 @@ def _cli_path(config: pytest.Config, name: str) -> Path | None:
 
 
 def runs_dir(config: pytest.Config) -> Path:
+    from pytest_oompa.reader import runs_dir_from_env
+
     found = _cli_path(config, "oompa_runs_dir") or _ini_path(config, "oompa_runs_dir")
     if found:
         return found
@@ -122,6 +123,11 @@ def pytest_configure(config: pytest.Config) -> None:
     swarm_path = _cli_path(config, "oompa_swarm") or _ini_path(config, "oompa_swarm")
     if swarm_path is None:
         return
+    from pytest_oompa.config import ConfigError, load_config, parse_outcomes
+    from pytest_oompa.gate import merge as merge_gate
+    from pytest_oompa.swarm import SwarmOptions
+    from pytest_oompa.swarm_session import SwarmSession
+
     registry = HarnessRegistry()
     config.hook.pytest_oompa_register_harnesses(registry=registry)
     try:

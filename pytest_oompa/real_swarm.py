@@ -25,16 +25,18 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_oompa import paths, real_clis, wire_cassette
-from pytest_oompa.config import SwarmConfig
-from pytest_oompa.fake_api import FakeModelAPI, Scenario, ScenarioError
+from pytest_oompa import paths, real_clis
 from pytest_oompa.harness_fixtures import REAL_OPTION, find_real, selected_real_harnesses
 from pytest_oompa.harnesses import HarnessCommand, HarnessRegistry
-from pytest_oompa.swarm import SwarmOptions
+
+if TYPE_CHECKING:  # (loaded when a swarm runs, not with the plugin)
+    from pytest_oompa.config import SwarmConfig
+    from pytest_oompa.fake_api import FakeModelAPI
+    from pytest_oompa.swarm import SwarmOptions
 
 PLUGIN_NAME = "oompa-real-swarm"
 
@@ -154,6 +156,8 @@ def _usage(message: str) -> pytest.UsageError:
 def pytest_oompa_swarm_options(
     config: pytest.Config, swarm_config: SwarmConfig, options: SwarmOptions
 ) -> None:
+    from pytest_oompa import wire_cassette
+
     selected = selected_real_harnesses(config)
     fake = bool(config.getoption("oompa_fake_api"))
     scenario_file = config.getoption("oompa_fake_api_scenario")
@@ -226,6 +230,9 @@ def _start_api(
     replay: str | None,
     upstreams: dict[str, str],
 ) -> FakeModelAPI:
+    from pytest_oompa import wire_cassette
+    from pytest_oompa.fake_api import FakeModelAPI, Scenario, ScenarioError
+
     clients = {c.name: c.version or "" for c in run.clis}
     if record:
         if hasattr(config, "workerinput") or config.getoption("numprocesses", None):

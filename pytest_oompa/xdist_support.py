@@ -45,15 +45,17 @@ import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
 
 from pytest_oompa.atomic import atomic_write_text
 from pytest_oompa.items import SESSION_KEY, GateItem, OompaItem, PlannerItem, SwarmFile
 from pytest_oompa.results import IterationResult, WorkerMetrics, WorkerReport, WorkerStatus
-from pytest_oompa.swarm import Swarm
-from pytest_oompa.swarm_session import SwarmSession
+
+if TYPE_CHECKING:  # (loaded when a swarm runs, not with the plugin)
+    from pytest_oompa.swarm import Swarm
+    from pytest_oompa.swarm_session import SwarmSession
 
 INPUT_KEY = "oompa"  # node.workerinput[INPUT_KEY]: what the controller hands each node
 OUTPUT_KEY = "oompa"  # config.workeroutput[OUTPUT_KEY]: what each node hands back
@@ -577,6 +579,8 @@ class Node:
 
     def start(self, session: pytest.Session) -> None:
         config = self.state.swarm_config
+        from pytest_oompa.swarm_session import SwarmSession
+
         limits = SwarmSession.limits(session.items)
         selected = [w.id for w in config.workers if w.id in limits]
         index = node_index(self.workerid)
