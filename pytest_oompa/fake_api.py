@@ -1107,10 +1107,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(404, {"error": {"message": record.note, "type": "not_found_error"}})
 
     def do_POST(self) -> None:
+        self._started = False
         try:
             self.server.api._handle_post(self)
         except _ClientGone:
             self.close_connection = True
+        except Exception as exc:
+            # A bug of ours must not look like a network failure to the CLI: a 500 that says
+            # what broke (unless the answer had already begun).
+            self.close_connection = True
+            if not self._started:
+                message = f"oompa fake API: internal error: {type(exc).__name__}: {exc}"
+                with contextlib.suppress(_ClientGone):
+                    self._json(500, {"error": {"message": message, "type": "api_error"}})
+            raise
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -1134,6 +1144,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(payload)
 
     def _start_stream(self, status: int = 200, content_type: str = "text/event-stream") -> None:
+        self._started = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Cache-Control", "no-cache")
@@ -1497,7 +1508,7 @@ class FakeModelAPI:
             forwarded = self.recorder.forward(protocol, "POST", handler.path, headers, raw)
         except OSError as exc:
             record.kind, record.status = "unmatched", 502
-            record.note = f"oompa wire recorder: the upstream did not answer: {exc}"
+            record.note = f"oompa wire recorder: cannot forward: {exc}"
             handler.close_connection = True
             handler._json(502, error_body(protocol, 502, record.note))
             return
@@ -1519,24 +1530,37 @@ class FakeModelAPI:
             forwarded.close()
             # Recorded before the answer ends, so the CLI never sees an answer whose exchange
             # is not in the cassette yet.
-            exchange = self.recorder.record(
-                protocol=protocol,
-                method="POST",
-                target=handler.path,
-                view=view,
-                headers=headers,
-                body=body,
-                status=forwarded.status,
-                response_headers=forwarded.headers,
-                response_body=bytes(captured),
-                duration_ms=wire_cassette.elapsed_ms(start),
-            )
+            try:
+                exchange = self.recorder.record(
+                    protocol=protocol,
+                    method="POST",
+                    target=handler.path,
+                    view=view,
+                    headers=headers,
+                    body=body,
+                    status=forwarded.status,
+                    response_headers=forwarded.headers,
+                    response_body=bytes(captured),
+                    duration_ms=wire_cassette.elapsed_ms(start),
+                    truncated=forwarded.truncated,
+                )
+            except Exception as exc:  # the CLI still gets its answer; the summary says why
+                problem = f"{handler.path}: not recorded: {type(exc).__name__}: {exc}"
+                self.recorder.problems.append(problem)
+                record.note = problem
+            else:
+                record.kind = "error" if forwarded.status >= 400 else exchange["kind"]
+                record.conversation, record.turn = exchange["conversation"], exchange["turn"]
+                record.note = f"recorded as exchange {exchange['seq']}"
             record.status = forwarded.status
-            record.kind = "error" if forwarded.status >= 400 else exchange["kind"]
-            record.conversation, record.turn = exchange["conversation"], exchange["turn"]
-            record.note = f"recorded as exchange {exchange['seq']}"
         if gone is not None:
             raise gone
+        if forwarded.truncated:
+            # As the upstream did: the answer stops where it stopped, the connection closes.
+            handler.close_connection = True
+            if not streamed:
+                handler._raw(forwarded.status, content_type, bytes(captured))
+            return
         if streamed:
             handler._end_stream()
         else:
@@ -1569,6 +1593,9 @@ class FakeModelAPI:
             handler._start_stream(answer.status, content_type)
             for event in answer.events():
                 handler._chunk(event)
+            if answer.truncated:
+                handler.close_connection = True  # broken off where the recording was
+                return
             handler._end_stream()
         else:
             extra = {k: v for k, v in answer.headers.items() if k != "content-type"}
@@ -1612,7 +1639,8 @@ class FakeModelAPI:
                     f"{turn.expect!r} in the input since the last response; got: "
                     f"{_clip(view.since_last_response())}",
                 )
-            key = (number, hashlib.sha1(first_text.encode()).hexdigest(), turn_no)
+            digest = hashlib.sha1(first_text.encode("utf-8", "surrogatepass")).hexdigest()
+            key = (number, digest, turn_no)
             with self._lock:
                 attempt = self._attempts.get(key, 0)
                 self._attempts[key] = attempt + 1
@@ -1840,9 +1868,9 @@ def _wire_modes(
             )
         except ValueError as exc:
             raise ValueError(f"--upstream: {exc}") from None
-        real = [p for p, url in sorted(upstreams.items()) if url == wire_cassette.PROVIDERS[p]]
-        # Every protocol may be asked for: a missing key shows as the provider's 401, recorded.
-        keys = {p: k for p in real for k in _key_of(p)}
+        # Any protocol may be asked for: the keys the environment has go upstream; a real
+        # provider whose key is missing answers 502 naming the variable (nothing is sent).
+        keys = {p: k for p in upstreams for k in _key_of(p)}
         return wire_cassette.WireRecorder(record, upstreams=upstreams, keys=keys), None
     except wire_cassette.WireCassetteError as exc:
         raise ValueError(str(exc)) from None

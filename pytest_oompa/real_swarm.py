@@ -19,6 +19,7 @@ Everything goes through ``pytest_oompa_swarm_options``; the server lives as long
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -122,6 +123,8 @@ class RealSwarm:
         if api.recorder is not None:
             count, where = len(api.recorder.exchanges), self._relative(api.recorder.path)
             write(f"wire cassette: {count} exchange(s) recorded in {where}")
+            for problem in api.recorder.problems:
+                write(f"wire cassette: {problem}", red=True)
         if api.replayer is not None:
             replayer = api.replayer
             source = self._relative(self.cassette) if self.cassette else "the cassette"
@@ -234,17 +237,30 @@ def _start_api(
     from pytest_oompa.fake_api import FakeModelAPI, Scenario, ScenarioError
 
     clients = {c.name: c.version or "" for c in run.clis}
+    distributed = hasattr(config, "workerinput") or config.getoption("numprocesses", None)
+    if (record or replay) and distributed:
+        # Each xdist process would serve its own cassette: a recording split in several
+        # files, a replay whose unmatched requests on a node do not fail the session.
+        option = "--oompa-wire-record" if record else "--oompa-wire-replay"
+        raise _usage(f"{option} runs in one process: run it without -n")
     if record:
-        if hasattr(config, "workerinput") or config.getoption("numprocesses", None):
-            raise _usage("--oompa-wire-record records from one process: run it without -n")
         try:
             protocols = {
                 real_clis.RECIPES[c.name].api for c in run.clis if c.name in real_clis.RECIPES
             }
-            # Only the real providers get the user's keys; any other upstream (a gateway, a
-            # fake) gets what the CLI sent.
-            real = [p for p in sorted(protocols) if upstreams.get(p) == wire_cassette.PROVIDERS[p]]
+            unmapped = sorted(protocols - set(upstreams))
+            if unmapped:
+                raise wire_cassette.WireCassetteError(
+                    f"--oompa-wire-upstream gives no URL for {', '.join(unmapped)}, which the "
+                    "selected CLIs speak"
+                )
+            # A real provider needs its key (never the CLI's placeholder); any other
+            # upstream (a gateway) gets the key when the environment has one.
+            real = [p for p in sorted(protocols) if upstreams[p] == wire_cassette.PROVIDERS[p]]
             keys = wire_cassette.upstream_keys(real, os.environ)
+            for protocol in sorted(protocols - set(real)):
+                with contextlib.suppress(wire_cassette.WireCassetteError):
+                    keys.update(wire_cassette.upstream_keys([protocol], os.environ))
             recorder = wire_cassette.WireRecorder(
                 Path(record).resolve(), upstreams=upstreams, keys=keys, clients=clients
             )

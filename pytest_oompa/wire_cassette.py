@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_oompa import __version__
 from pytest_oompa.artifacts import ArtifactError, utc_now_iso, validate_artifact
-from pytest_oompa.atomic import atomic_write_json
+from pytest_oompa.atomic import atomic_write_text
 from pytest_oompa.cassette import Redactor
 
 if TYPE_CHECKING:
@@ -112,9 +112,26 @@ RULES: tuple[tuple[str, re.Pattern[str], str], ...] = (
         ),
         "<date>",
     ),
-    ("hex-ids", re.compile(r"\b(?=[0-9a-f]*[a-f])[0-9a-f]{6,64}\b"), "<hex>"),
-    ("numbers", re.compile(r"\b\d+\.\d+\b|\b\d{3,}\b"), "<n>"),
+    # Commit hashes and ids (a digit and a letter: "decade" stays a word), and codex's output
+    # chunk ids (which may be letters only).
+    (
+        "hex-ids",
+        re.compile(
+            r"\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,64}\b"
+            r"|(?<=Chunk ID: )[0-9a-zA-Z]+"
+        ),
+        "<hex>",
+    ),
+    # Durations ("Wall time: 0.0012 seconds"), process ids, and long numbers; not a short
+    # number a prompt may mean ("make 120 widgets").
+    (
+        "numbers",
+        re.compile(r"\b\d+\.\d+\b|(?<=PID: )\d+|(?<=PGID: )\d+|(?<=pid )\d+|\b\d{6,}\b"),
+        "<n>",
+    ),
 )
+#: A binding shorter than this is not replaced (a one-letter swarm id would rewrite every "a").
+MIN_BINDING = 6
 _SPACE = re.compile(r"[ \t]+")
 
 
@@ -134,7 +151,7 @@ def bindings_of(view: RequestView) -> dict[str, str]:
 def normalize(text: str, bindings: Mapping[str, str]) -> str:
     """``text`` with the bindings' values as ``<name>`` and the RULES applied."""
     for name, value in sorted(bindings.items(), key=lambda kv: -len(kv[1])):
-        if value:
+        if len(value) >= MIN_BINDING:
             text = text.replace(value, f"<{name}>")
     for _, pattern, replacement in RULES:
         text = pattern.sub(replacement, text)
@@ -143,7 +160,11 @@ def normalize(text: str, bindings: Mapping[str, str]) -> str:
 
 def remap(text: str, recorded: Mapping[str, str], live: Mapping[str, str]) -> str:
     """A recorded answer for this run: each recorded binding's value replaced by the live one."""
-    pairs = [(recorded[k], live[k]) for k in recorded if k in live and recorded[k] != live[k]]
+    pairs = [
+        (recorded[k], live[k])
+        for k in recorded
+        if k in live and recorded[k] != live[k] and len(recorded[k]) >= MIN_BINDING
+    ]
     for old, new in sorted(pairs, key=lambda p: -len(p[0])):
         text = text.replace(old, new)
     return text
@@ -176,7 +197,8 @@ def describe(
     redact = redactor or _PATTERNS_ONLY
     bindings = bindings_of(view)
     first = normalize(redact.text(view.first_user_text()), bindings)
-    conversation = hashlib.sha256(first.encode()).hexdigest()[:16]
+    # surrogatepass: a CLI that cut a tool's output mid-character sends a lone surrogate.
+    conversation = hashlib.sha256(first.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     turn = view.turns_since(view.first_user_index(None) or 0) if view.messages else 0
     key = Key(protocol, path.split("?", 1)[0], request_kind(path, view), conversation, turn)
     text = normalize(redact.text(view.since_last_response()), bindings)
@@ -201,15 +223,29 @@ def parse_upstream(value: str) -> dict[str, str]:
     """``URL`` (every protocol) or ``PROTOCOL=URL,...``; raises ValueError."""
     value = value.strip()
     if "=" not in value.split("://", 1)[0]:
-        return dict.fromkeys(PROVIDERS, value)
+        return dict.fromkeys(PROVIDERS, _check_url(value))
     found: dict[str, str] = {}
     for part in value.split(","):
         name, sep, url = part.partition("=")
         name, url = name.strip(), url.strip()
         if not sep or name not in PROVIDERS or not url:
             raise ValueError(f"{part!r} is not PROTOCOL=URL (protocols: {', '.join(PROVIDERS)})")
-        found[name] = url
+        found[name] = _check_url(url)
     return found
+
+
+def _check_url(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        raise ValueError(f"{url!r}: the port is not a number") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        # It would be written into the cassette and printed: keys go in the environment.
+        raise ValueError(f"{parts.scheme}://…@{parts.hostname}: no credentials in the URL")
+    return url.rstrip("/")
 
 
 # -- the cassette file --------------------------------------------------------------------------
@@ -270,14 +306,20 @@ class Forwarded:
     headers: dict[str, str]
     chunks: Iterator[bytes]
     close: Any
+    truncated: bool = False  # the upstream broke off before the end of its answer
 
 
 class WireRecorder:
     """Forwards each request to its protocol's upstream and records the exchange.
 
-    ``upstreams`` maps a protocol to a base URL (default: the real providers, ``PROVIDERS``).
-    ``keys`` maps a protocol to the key sent upstream in place of the CLI's placeholder (the
-    real providers need one; a loopback upstream gets the CLI's own headers)."""
+    ``upstreams`` maps a protocol to a base URL (default: the real providers, ``PROVIDERS``);
+    a protocol it does not map is answered with a 502. ``keys`` maps a protocol to the key sent
+    upstream in place of the CLI's placeholder; a real provider without one is never sent
+    anything, any other upstream then gets the CLI's own headers.
+
+    The cassette is rewritten atomically after each exchange, so a killed run leaves a valid
+    file; each exchange is validated and serialized once (the file is the cached texts
+    joined), so an exchange costs about the time to write the file, not to rebuild it."""
 
     def __init__(
         self,
@@ -301,7 +343,9 @@ class WireRecorder:
         # Reentrant: record() rewrites the file (which reads the exchanges) while it holds it.
         self._lock = threading.RLock()
         self._exchanges: list[dict[str, Any]] = []
+        self._texts: list[str] = []  # each exchange's JSON, as it goes in the file
         self._recorded_at = utc_now_iso()
+        self.problems: list[str] = []  # exchanges that could not be recorded, and why
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.write()
 
@@ -323,17 +367,30 @@ class WireRecorder:
         }
 
     def write(self) -> None:
-        data = self.document()
-        validate(data, str(self.path))
-        atomic_write_json(self.path, data)
+        """The whole file: the header, validated, and the exchanges' cached texts."""
+        with self._lock:
+            head = {**self.document(), "exchanges": []}
+            validate(head, str(self.path))
+            text = json.dumps(head, indent=2, ensure_ascii=True)
+            if self._texts:
+                joined = ",\n".join(self._texts)
+                text = text.replace('"exchanges": []', f'"exchanges": [\n{joined}\n  ]')
+            atomic_write_text(self.path, text + "\n")
 
     def forward(
         self, protocol: str, method: str, target: str, headers: Mapping[str, str], body: bytes
     ) -> Forwarded:
-        """Send the request upstream; raises OSError when the upstream cannot be reached."""
-        base = urllib.parse.urlsplit(self.upstreams.get(protocol) or PROVIDERS[protocol])
+        """Send the request upstream; raises OSError when it cannot be sent (no upstream or
+        no key for this protocol, or the upstream cannot be reached)."""
+        url = self.upstreams.get(protocol)
+        if url is None:
+            raise OSError(f"no upstream for the {protocol} protocol (upstreams: {self.where()})")
+        base = urllib.parse.urlsplit(url)
         out = {k: v for k, v in headers.items() if k.lower() not in _DROP_HEADERS}
         key = self.keys.get(protocol)
+        if key is None and url == PROVIDERS[protocol]:
+            # Never send the CLI's placeholder key (or its requests) to a real provider.
+            raise OSError(f"no key for {url}: set {' or '.join(KEYS[protocol][0])}")
         if key is not None:
             out = {k: v for k, v in out.items() if k.lower() not in _CREDENTIAL_HEADERS}
             _, header, template = KEYS[protocol]
@@ -343,28 +400,41 @@ class WireRecorder:
         out["Content-Length"] = str(len(body))
         path = base.path.rstrip("/") + target
         cls = http.client.HTTPSConnection if base.scheme == "https" else http.client.HTTPConnection
-        conn = cls(base.netloc, timeout=UPSTREAM_TIMEOUT)
+        try:
+            conn = cls(base.netloc, timeout=UPSTREAM_TIMEOUT)
+        except (ValueError, http.client.HTTPException) as exc:
+            raise OSError(f"{url}: {exc}") from exc
         try:
             conn.request(method, path, body=body, headers=out)
             response = conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
-            raise OSError(f"{base.scheme}://{base.netloc}: {exc}") from exc
+            raise OSError(f"{base.scheme}://{base.hostname}: {exc}") from exc
+
+        kept = {k.lower(): v for k, v in response.getheaders()}
+        forwarded = Forwarded(response.status, kept, iter(()), conn.close)
 
         def chunks() -> Iterator[bytes]:
             while True:
                 try:
                     data = response.read1(65536)
                 except http.client.IncompleteRead as exc:
+                    forwarded.truncated = True
                     if exc.partial:
                         yield exc.partial
+                    return
+                except (OSError, http.client.HTTPException):
+                    forwarded.truncated = True
                     return
                 if not data:
                     return
                 yield data
 
-        kept = {k.lower(): v for k, v in response.getheaders()}
-        return Forwarded(response.status, kept, chunks(), conn.close)
+        forwarded.chunks = chunks()
+        return forwarded
+
+    def where(self) -> str:
+        return ", ".join(f"{p}={self.redactor.text(u)}" for p, u in sorted(self.upstreams.items()))
 
     def record(
         self,
@@ -379,7 +449,9 @@ class WireRecorder:
         response_headers: Mapping[str, str],
         response_body: bytes,
         duration_ms: int,
+        truncated: bool = False,
     ) -> dict[str, Any]:
+        """Add one exchange to the cassette; raises WireCassetteError if it cannot be."""
         key, text, bindings = describe(protocol, target, view, self.redactor)
         redact = self.redactor
         exchange = {
@@ -406,11 +478,18 @@ class WireRecorder:
                     k: response_headers[k] for k in _KEEP_RESPONSE_HEADERS if k in response_headers
                 },
                 "body": redact.text(response_body.decode("utf-8", errors="replace")),
+                **({"truncated": True} if truncated else {}),
             },
             "duration-ms": duration_ms,
         }
         with self._lock:
             exchange["seq"] = len(self._exchanges) + 1
+            head = {**self.document(), "exchanges": [exchange]}
+            validate(head, f"{self.path}: exchange {exchange['seq']}")
+            # ensure_ascii: a lone surrogate (a CLI that cut a tool's output mid-character)
+            # is kept as \udXXX instead of failing the write.
+            entry = json.dumps(exchange, indent=2, ensure_ascii=True)
+            self._texts.append("\n".join("    " + line for line in entry.splitlines()))
             self._exchanges.append(exchange)
             self.write()
         return exchange
@@ -441,10 +520,102 @@ class Answer:
     def streamed(self) -> bool:
         return self.headers.get("content-type", "").startswith("text/event-stream")
 
+    @property
+    def truncated(self) -> bool:
+        """The upstream broke off this answer: replay breaks it off at the same point."""
+        return bool(self.exchange["response"].get("truncated"))
+
     def events(self) -> list[bytes]:
         """The body as server-sent events, to write one by one."""
         parts = re.split(r"(?<=\n\n)", self.body)
         return [p.encode() for p in parts if p]
+
+
+def coalesce(protocol: str, body: str) -> str:
+    """An event stream with each tool call's streamed argument pieces joined into one event, so
+    that a path split across two pieces can be remapped (the providers stream tool arguments
+    in fragments: Anthropic ``input_json_delta``, Chat Completions ``tool_calls`` chunks,
+    Responses ``*_arguments.delta``/``*_input.delta``). The CLI reassembles them anyway."""
+    if "\r\n" in body:
+        return body
+    out: list[list[Any]] = []  # [event name, data (parsed) or None, raw block]
+    for block in body.split("\n\n"):
+        if not block.strip():
+            continue
+        name, data = None, None
+        lines = block.split("\n")
+        payload = [line[5:].lstrip() for line in lines if line.startswith("data:")]
+        names = [line[6:].strip() for line in lines if line.startswith("event:")]
+        name = names[0] if names else None
+        if len(payload) == 1 and payload[0].startswith("{"):
+            try:
+                data = json.loads(payload[0])
+            except ValueError:
+                data = None
+        if (
+            data is not None
+            and out
+            and out[-1][1] is not None
+            and _merge(protocol, out[-1][1], data)
+        ):
+            out[-1][2] = None  # changed: written again below
+            continue
+        out.append([name, data, block])
+    blocks = []
+    for name, data, raw in out:
+        if raw is None:
+            head = f"event: {name}\n" if name else ""
+            raw = f"{head}data: {json.dumps(data)}"
+        blocks.append(raw)
+    return "".join(b + "\n\n" for b in blocks)
+
+
+def _merge(protocol: str, last: dict[str, Any], data: dict[str, Any]) -> bool:
+    """Fold ``data``'s argument piece into ``last`` when both continue the same tool call."""
+    if protocol == "anthropic":
+        d, p = data.get("delta") or {}, last.get("delta") or {}
+        if (
+            data.get("type") == last.get("type") == "content_block_delta"
+            and d.get("type") == p.get("type") == "input_json_delta"
+            and data.get("index") == last.get("index")
+        ):
+            p["partial_json"] = str(p.get("partial_json", "")) + str(d.get("partial_json", ""))
+            return True
+        return False
+    if protocol == "responses":
+        kind = str(data.get("type", ""))
+        if (
+            kind.endswith((".arguments.delta", "_arguments.delta", "_input.delta"))
+            and kind == last.get("type")
+            and data.get("item_id") == last.get("item_id")
+        ):
+            last["delta"] = str(last.get("delta", "")) + str(data.get("delta", ""))
+            return True
+        return False
+    if protocol == "chat":
+        try:
+            (choice,) = data["choices"]
+            (previous,) = last["choices"]
+            pieces = choice["delta"]["tool_calls"]
+            calls = {c["index"]: c for c in previous["delta"]["tool_calls"]}
+        except (KeyError, TypeError, ValueError):
+            return False
+        if set(choice["delta"]) != {"tool_calls"} or choice.get("finish_reason"):
+            return False
+        if any(
+            set(p) - {"index", "function"}
+            or set(p.get("function") or {}) != {"arguments"}
+            or p.get("index") not in calls
+            for p in pieces
+        ):
+            return False
+        for piece in pieces:
+            function = calls[piece["index"]].setdefault("function", {})
+            function["arguments"] = str(function.get("arguments") or "") + str(
+                piece["function"]["arguments"]
+            )
+        return True
+    return False
 
 
 class Unmatched(Exception):
@@ -532,7 +703,9 @@ class WireReplayer:
                 )
             self._served[key] = n + 1
         response = found.exchange["response"]
-        body = remap(response["body"], found.bindings, bindings)
+        body = response["body"]
+        if any(found.bindings[k] != bindings.get(k, found.bindings[k]) for k in found.bindings):
+            body = remap(coalesce(found.key.protocol, body), found.bindings, bindings)
         return Answer(found.exchange, int(response["status"]), dict(response["headers"]), body)
 
     def _no_recording(self, key: Key, text: str, count: int) -> str:

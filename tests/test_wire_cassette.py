@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -37,7 +38,7 @@ KEY = "sk-ant-api03-realrealrealrealreal"
 SCENARIO = {
     "conversations": [
         {
-            "match": "[oompa:S1:w0] do the work",
+            "match": "do the work",
             "turns": [
                 {"say": "Writing.", "write": {"path": "a.txt", "content": "A\n"}},
                 "Done.\nCOMPLETE_AND_READY_FOR_MERGE",
@@ -46,7 +47,8 @@ SCENARIO = {
         {"match": "flaky", "turns": [{"fail_first": [429], "say": "after a retry"}]},
     ]
 }
-PROMPT = "[oompa:S1:w0] do the work"
+SWARM = "20261121T120000Z-c0ffee"  # swarm ids as the engine makes them
+PROMPT = f"[oompa:{SWARM}:w0] do the work"
 OTHER_CWD = "/srv/elsewhere/w0"
 
 
@@ -63,11 +65,9 @@ def recording(upstream: FakeModelAPI, path: Path, **kw: Any) -> tuple[FakeModelA
     return FakeModelAPI(recorder=recorder, max_stall=10), recorder
 
 
-def moved(body: Any, swarm: str = "S2") -> Any:
+def moved(body: Any, swarm: str = "20261121T130000Z-beef00") -> Any:
     """The same request from another run: another working directory and swarm id."""
-    return json.loads(
-        json.dumps(body).replace(CWD, OTHER_CWD).replace("oompa:S1:", f"oompa:{swarm}:")
-    )
+    return json.loads(json.dumps(body).replace(CWD, OTHER_CWD).replace(SWARM, swarm))
 
 
 FIRST = {
@@ -209,10 +209,9 @@ def test_secrets_never_reach_the_cassette(upstream: FakeModelAPI, tmp_path: Path
         )
         assert conn.getresponse().status == 200
         conn.close()
-    # The upstream got the real key in place of the CLI's placeholder, and no query key.
+    # The upstream got no query key (test_the_real_key_goes_upstream checks the header).
     (seen,) = upstream.requests
     assert seen.path == "/v1/messages"
-    assert seen.headers["x-api-key"] == "<redacted>"  # (the upstream's own log redacts too)
     text = cassette.read_text()
     for secret in (
         "tok-123456789-secret",
@@ -231,30 +230,73 @@ def test_secrets_never_reach_the_cassette(upstream: FakeModelAPI, tmp_path: Path
         assert post(api, "/v1/messages", body).status == 200
 
 
-def test_the_real_key_goes_upstream(tmp_path: Path) -> None:
-    """What the provider receives: the key from the environment, in its protocol's header."""
-    seen: list[dict[str, str]] = []
+class Capture(FakeModelAPI):
+    """A provider that keeps the headers it received (its request log redacts keys)."""
 
-    class Capture(FakeModelAPI):
-        def _new_record(self, handler: Any, method: str, protocol: Any, body: Any) -> Any:
-            seen.append({k.lower(): v for k, v in handler.headers.items()})
-            return super()._new_record(handler, method, protocol, body)
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.seen: list[dict[str, str]] = []
 
+    def _new_record(self, handler: Any, method: str, protocol: Any, body: Any) -> Any:
+        self.seen.append({k.lower(): v for k, v in handler.headers.items()})
+        return super()._new_record(handler, method, protocol, body)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "variable", "header", "value"),
+    [
+        ("anthropic", "ANTHROPIC_API_KEY", "x-api-key", "sk-ant-real"),
+        ("responses", "OPENAI_API_KEY", "authorization", "Bearer sk-openai-real"),
+        ("chat", "OPENAI_API_KEY", "authorization", "Bearer sk-openai-real"),
+        ("gemini", "GEMINI_API_KEY", "x-goog-api-key", "AIza-real"),
+    ],
+)
+def test_the_real_key_goes_upstream(
+    protocol: str, variable: str, header: str, value: str, tmp_path: Path
+) -> None:
+    """What the provider receives: the key from the environment, in its protocol's header,
+    never the CLI's placeholder (and no ``key=`` in the query)."""
+    key = value.removeprefix("Bearer ")
+    keys = wire_cassette.upstream_keys([protocol], {variable: key})
+    path, body = FIRST[protocol]
     with Capture(SCENARIO) as provider:
-        keys = wire_cassette.upstream_keys(["responses"], {"OPENAI_API_KEY": "sk-openai-real-key"})
         recorder = WireRecorder(
-            tmp_path / "c.wire.json", upstreams={"responses": provider.url}, keys=keys
+            tmp_path / "c.wire.json", upstreams={protocol: provider.url}, keys=keys
         )
         with FakeModelAPI(recorder=recorder) as proxy:
-            path, body = FIRST["responses"]
             conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
-            conn.request("POST", path, json.dumps(body), {"Authorization": "Bearer x"})
+            placeholder = {"x-api-key": "x", "authorization": "Bearer x", "x-goog-api-key": "x"}
+            target = path + ("&" if "?" in path else "?") + "key=x"
+            conn.request("POST", target, json.dumps(body), placeholder)
             assert conn.getresponse().status == 200
             conn.close()
-    assert seen[0]["authorization"] == "Bearer sk-openai-real-key"
-    assert seen[0]["accept-encoding"] == "identity"
+    (seen,) = provider.seen  # type: ignore[attr-defined]
+    assert seen[header] == value
+    assert seen["accept-encoding"] == "identity"
+    assert [v for k, v in seen.items() if k in placeholder and k != header] == []
+    assert "key=" not in provider.requests[0].path
+
+
+def test_a_real_provider_without_a_key_is_never_called(tmp_path: Path) -> None:
+    recorder = WireRecorder(tmp_path / "c.wire.json")  # the real providers, no keys
+    with FakeModelAPI(recorder=recorder) as proxy:
+        answer = post(proxy, *FIRST["anthropic"])
+    assert answer.status == 502
+    message = answer.json()["error"]["message"]
+    assert "no key for https://api.anthropic.com: set ANTHROPIC_API_KEY" in message
     with pytest.raises(WireCassetteError, match="GEMINI_API_KEY or GOOGLE_API_KEY"):
         wire_cassette.upstream_keys(["gemini"], {})
+
+
+def test_a_protocol_with_no_upstream_is_a_502(upstream: FakeModelAPI, tmp_path: Path) -> None:
+    recorder = WireRecorder(tmp_path / "c.wire.json", upstreams={"chat": upstream.url})
+    with FakeModelAPI(recorder=recorder) as proxy:
+        answer = post(proxy, *FIRST["anthropic"])
+    assert answer.status == 502
+    assert "no upstream for the anthropic protocol (upstreams: chat=http" in json.dumps(
+        answer.json()
+    )
+    assert upstream.requests == []
 
 
 def test_an_unreachable_upstream_is_a_502_and_records_nothing(tmp_path: Path) -> None:
@@ -266,7 +308,10 @@ def test_an_unreachable_upstream_is_a_502_and_records_nothing(tmp_path: Path) ->
     with FakeModelAPI(recorder=recorder) as proxy:
         answer = post(proxy, *FIRST["chat"])
     assert answer.status == 502
-    assert "the upstream did not answer" in answer.json()["error"]["message"]
+    assert (
+        "oompa wire recorder: cannot forward: http://127.0.0.1:"
+        in answer.json()["error"]["message"]
+    )
     assert json.loads(cassette.read_text())["exchanges"] == []
 
 
@@ -327,6 +372,109 @@ def test_bad_cassettes_are_refused(
         WireReplayer(tmp_path / "missing.json")
 
 
+def split_arguments(cassette: Path, protocol: str) -> None:
+    """Rewrite the recorded answer as the real providers stream it: the tool call's arguments
+    in two pieces, cut in the middle of the working directory's path."""
+    data = json.loads(cassette.read_text())
+    response = data["exchanges"][0]["response"]
+    blocks = [b for b in response["body"].split("\n\n") if b]
+    out = []
+    for block in blocks:
+        head, _, payload = block.rpartition("data: ")
+        event = json.loads(payload) if payload.startswith("{") else None
+        if protocol == "anthropic" and event and event.get("delta", {}).get("partial_json"):
+            whole = event["delta"]["partial_json"]
+            cut = whole.index(CWD) + 4
+            for piece in (whole[:cut], whole[cut:]):
+                event["delta"]["partial_json"] = piece
+                out.append(head + "data: " + json.dumps(event))
+            continue
+        calls = (
+            event["choices"][0]["delta"].get("tool_calls")
+            if protocol == "chat" and event and event["choices"]
+            else None
+        )
+        if calls and event is not None:
+            whole = calls[0]["function"]["arguments"]
+            cut = whole.index(CWD) + 4
+            calls[0]["function"]["arguments"] = whole[:cut]
+            out.append("data: " + json.dumps(event))
+            rest = {"index": 0, "function": {"arguments": whole[cut:]}}
+            event["choices"][0]["delta"] = {"tool_calls": [rest]}
+            out.append("data: " + json.dumps(event))
+            continue
+        out.append(block)
+    response["body"] = "".join(b + "\n\n" for b in out)
+    cassette.write_text(json.dumps(data))
+
+
+def tool_arguments(protocol: str, raw: bytes) -> str:
+    """The tool call's arguments as the CLI reassembles them from the stream."""
+    pieces = []
+    for block in raw.decode().split("\n\n"):
+        payload = block.rpartition("data: ")[2]
+        if not payload.startswith("{"):
+            continue
+        event = json.loads(payload)
+        if protocol == "anthropic":
+            pieces.append(event.get("delta", {}).get("partial_json", ""))
+        elif event["choices"]:
+            for call in event["choices"][0]["delta"].get("tool_calls") or []:
+                pieces.append(call["function"].get("arguments", ""))
+    return "".join(pieces)
+
+
+@pytest.mark.parametrize("protocol", ["anthropic", "chat"])
+def test_a_path_split_across_streamed_pieces_is_remapped(
+    protocol: str, upstream: FakeModelAPI, tmp_path: Path
+) -> None:
+    cassette = tmp_path / "c.wire.json"
+    path, body = FIRST[protocol]
+    proxy, _ = recording(upstream, cassette)
+    with proxy:
+        post(proxy, path, body)
+    split_arguments(cassette, protocol)
+    assert CWD not in json.loads(cassette.read_text())["exchanges"][0]["response"]["body"]
+    with FakeModelAPI(replayer=WireReplayer(cassette)) as api:
+        replayed = post(api, path, moved(body))
+    arguments = json.loads(tool_arguments(protocol, replayed.raw))
+    assert f"{OTHER_CWD}/a.txt" in arguments.values()
+
+
+def test_a_stream_the_upstream_cut_short_is_recorded_and_replayed_cut_short(
+    tmp_path: Path,
+) -> None:
+    cassette = tmp_path / "c.wire.json"
+    scenario = {"conversations": [{"turns": [{"say": "cut", "stall": 0.2, "stall_then": "close"}]}]}
+    path, body = FIRST["anthropic"]
+    with FakeModelAPI(scenario, max_stall=5) as provider:
+        recorder = WireRecorder(cassette, upstreams={"anthropic": provider.url})
+        with FakeModelAPI(recorder=recorder) as proxy, pytest.raises(http.client.IncompleteRead):
+            post(proxy, path, body)
+    (exchange,) = json.loads(cassette.read_text())["exchanges"]
+    assert exchange["response"]["truncated"] is True
+    assert "message_start" in exchange["response"]["body"]
+    assert "message_stop" not in exchange["response"]["body"]
+    with (
+        FakeModelAPI(replayer=WireReplayer(cassette)) as api,
+        pytest.raises(http.client.IncompleteRead),
+    ):
+        post(api, path, moved(body))
+
+
+def test_a_lone_surrogate_is_recorded_and_replayed(upstream: FakeModelAPI, tmp_path: Path) -> None:
+    """JavaScript CLIs cut tool output mid-character: the JSON then holds a lone surrogate."""
+    cassette = tmp_path / "c.wire.json"
+    path = "/v1/chat/completions"
+    body = chat([user(PROMPT + " \ud83d")])
+    proxy, recorder = recording(upstream, cassette)
+    with proxy:
+        assert post(proxy, path, body).status == 200
+    assert recorder.problems == []
+    with FakeModelAPI(replayer=WireReplayer(cassette)) as api:
+        assert post(api, path, body).status == 200
+
+
 # ------------------------------------------------------------------------------------------
 # Normalization
 # ------------------------------------------------------------------------------------------
@@ -338,9 +486,12 @@ def test_bad_cassettes_are_refused(
         ("Today's date is Saturday, November 21, 2026.", "Today's date is <date>, <date>."),
         ("at 2026-11-21T13:50:38.123Z and 13:50", "at <date> and <date>"),
         ("Chunk ID: abdece\nWall time: 0.0012 seconds", "Chunk ID: <hex>\nWall time: <n> seconds"),
+        ("make 120 widgets in a decade", "make 120 widgets in a decade"),
+        ("Process Group PGID: 4213", "Process Group PGID: <n>"),
         ("[main 1a2b3c4] w0: hello", "[main <hex>] w0: hello"),
         ("session 5f0c8b9e-2d3f-4a1b-9c8d-7e6f5a4b3c2d", "session <uuid>"),
         ("PGID: 48213, files: 12", "PGID: <n>, files: 12"),
+        ("epoch 1763726400123", "epoch <n>"),
         ("wrote /tmp/pytest-of-root/x/home/.gemini/tmp/abc", "wrote <tmp>"),
         ("in /srv/w0: ok  \n\n", "in <cwd>: ok"),
     ],
@@ -378,9 +529,24 @@ def test_parse_upstream(value: str, expected: dict[str, str]) -> None:
     assert parse_upstream(value) == expected
 
 
-def test_parse_upstream_names_a_bad_part() -> None:
-    with pytest.raises(ValueError, match="'bogus=http://x' is not PROTOCOL=URL"):
-        parse_upstream("chat=http://c,bogus=http://x")
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("chat=http://c,bogus=http://x", "'bogus=http://x' is not PROTOCOL=URL"),
+        ("localhost:8080", "is not an http:// or https:// URL with a host"),
+        ("http://h:port", "the port is not a number"),
+        ("https://user:secret@gw.example", "https://…@gw.example: no credentials in the URL"),
+    ],
+)
+def test_parse_upstream_refuses(value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_upstream(value)
+
+
+def test_a_short_binding_is_left_alone() -> None:
+    """A one-letter swarm id must not rewrite every "a" of a replayed answer."""
+    assert remap("data: a", {"swarm": "a"}, {"swarm": "b"}) == "data: a"
+    assert normalize("[oompa:a:w0] a task", {"swarm": "a"}) == "[oompa:a:w0] a task"
 
 
 # ------------------------------------------------------------------------------------------
