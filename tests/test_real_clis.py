@@ -815,3 +815,33 @@ def test_the_contract_suite_passes_against_the_real_clis(pytester: pytest.Pytest
     assert outcomes.get("skipped", 0) == 0, result.stdout.str()[-3000:]
     # Each check runs against the fake and against the real CLI, for each of the four.
     assert outcomes["passed"] >= 2 * 4 * 16
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--oompa-wire-record=c.json", "--oompa-wire-upstream=chat=http://127.0.0.1:9"],
+            "--oompa-wire-upstream gives no URL for anthropic, which the selected CLIs speak",
+        ),
+        (["--oompa-wire-record=c.json"], "needs ANTHROPIC_API_KEY in the environment"),
+        (["--oompa-wire-replay=c.json", "-n", "2"], "--oompa-wire-replay runs in one process"),
+        (["--oompa-wire-replay=missing.json"], "missing.json: no such wire cassette"),
+        (["--oompa-fake-api"], "--oompa-fake-api with --oompa-swarm needs what the model answers"),
+    ],
+)
+def test_refused_before_the_swarm_runs(
+    args: list[str], message: str, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli = need("claude")
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    result = run_swarm(
+        pytester,
+        monkeypatch,
+        real_project(pytester, "p", "claude"),
+        cli,
+        "--oompa-real-harness=claude",
+        *args,
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*oompa: *{message}*"])
