@@ -327,3 +327,21 @@ def test_the_harness_command_hook_can_adjust_each_call(pytester, monkeypatch):
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     marks = {c["role"]: c["env"].get("OOMPA_MARK") for c in calls if c["role"]}
     assert marks == {"worker": None, "reviewer": "reviewed-by-hook"}
+
+
+def test_loading_the_plugin_does_not_load_the_engine() -> None:
+    """pytest loads the plugin in every run where pytest-oompa is installed: the engine's heavy
+    parts (pydantic, jsonschema, the swarm, the fake model API) wait until a swarm or a
+    fixture needs them (README, Performance)."""
+    code = (
+        "import importlib, sys\n"
+        "import pytest_oompa.plugin as plugin\n"
+        "for name in plugin.pytest_plugins: importlib.import_module(name)\n"
+        "heavy = ['pydantic', 'jsonschema', 'pytest_oompa.config', 'pytest_oompa.swarm',\n"
+        "         'pytest_oompa.artifacts', 'pytest_oompa.report', 'pytest_oompa.fake_api']\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
