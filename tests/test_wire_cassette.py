@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -615,3 +616,24 @@ def test_the_fake_api_command_refuses(args: list[str], message: str, tmp_path: P
         timeout=30,
     )
     assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_concurrent_requests_are_all_recorded(tmp_path: Path) -> None:
+    cassette = tmp_path / "c.wire.json"
+    with FakeModelAPI({"conversations": [{"turns": ["ok"]}]}) as provider:
+        recorder = WireRecorder(cassette, upstreams={"chat": provider.url})
+        with FakeModelAPI(recorder=recorder) as proxy:
+            bodies = [chat([user(f"[oompa:{SWARM}:w{i}] task {i}")]) for i in range(8)]
+            with ThreadPoolExecutor(8) as pool:
+                statuses = list(
+                    pool.map(lambda b: post(proxy, "/v1/chat/completions", b).status, bodies)
+                )
+    assert statuses == [200] * 8
+    data = json.loads(cassette.read_text())
+    validate_artifact("wire-cassette", data)
+    assert sorted(e["seq"] for e in data["exchanges"]) == list(range(1, 9))
+    assert len({e["conversation"] for e in data["exchanges"]}) == 8
+    replayer = WireReplayer(cassette)
+    with FakeModelAPI(replayer=replayer) as api, ThreadPoolExecutor(8) as pool:
+        again = list(pool.map(lambda b: post(api, "/v1/chat/completions", b).status, bodies))
+    assert again == [200] * 8 and replayer.unreplayed() == []
