@@ -12,6 +12,7 @@ Each test is skipped, with the reason, when its CLI is not installed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -799,15 +800,18 @@ def test_a_replay_that_diverges_fails_the_session(
 
 def test_the_contract_suite_passes_against_the_real_clis(pytester: pytest.Pytester) -> None:
     """Every check of ``--oompa-contract`` for each real CLI, its model checks on the loopback
-    model API: nothing skipped, nothing failed (about 100 s, most of it opencode's start-up)."""
+    model API: nothing skipped, nothing failed (about 80 s on two processes, 110 s on one, most
+    of it opencode's start-up)."""
     clis = [need(name) for name in HARNESSES]
     pytester.makeini("[pytest]\naddopts = -p no:cacheprovider\n")
+    parallel = ["-n", "2"] if importlib.util.find_spec("xdist") else []
     result = pytester.runpytest_subprocess(
         f"--oompa-contract={','.join(HARNESSES)}",
         "--oompa-real-harness=all",
         "--oompa-fake-api",
         f"--oompa-real-harness-dir={clis[0].bin_dir}",
         "-rs",
+        *parallel,
         timeout=600,
     )
     outcomes = result.parseoutcomes()
