@@ -1565,7 +1565,9 @@ class FakeModelAPI:
             handler._end_stream()
         else:
             kept = {
-                k: v for k, v in forwarded.headers.items() if k in ("retry-after", "retry-after-ms")
+                k: forwarded.headers[k]
+                for k in wire_cassette.KEEP_RESPONSE_HEADERS
+                if k in forwarded.headers and k != "content-type"
             }
             handler._raw(forwarded.status, content_type, bytes(captured), kept)
 
@@ -1870,16 +1872,7 @@ def _wire_modes(
             raise ValueError(f"--upstream: {exc}") from None
         # Any protocol may be asked for: the keys the environment has go upstream; a real
         # provider whose key is missing answers 502 naming the variable (nothing is sent).
-        keys = {p: k for p in upstreams for k in _key_of(p)}
+        keys = wire_cassette.available_keys(upstreams, os.environ)
         return wire_cassette.WireRecorder(record, upstreams=upstreams, keys=keys), None
     except wire_cassette.WireCassetteError as exc:
         raise ValueError(str(exc)) from None
-
-
-def _key_of(protocol: str) -> list[str]:
-    from pytest_oompa import wire_cassette
-
-    try:
-        return list(wire_cassette.upstream_keys([protocol], os.environ).values())
-    except wire_cassette.WireCassetteError:
-        return []

@@ -19,7 +19,6 @@ Everything goes through ``pytest_oompa_swarm_options``; the server lives as long
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import shutil
@@ -106,8 +105,8 @@ class RealSwarm:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        # A replay is strict: a request the cassette cannot answer fails the run even when
-        # the CLI shrugged it off (a title call).
+        # A request the model API could not answer (no recording, no scripted turn) fails
+        # the run even when the CLI shrugged it off (a title call).
         if self.unmatched() and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -208,6 +207,7 @@ def pytest_oompa_swarm_options(
             raise _usage(cli.skip_reason or f"the real {name!r} CLI is not usable")
         clis.append(dataclasses.replace(cli, name=name))
     run = RealSwarm(clis, config.rootpath)
+    config.add_cleanup(run.close)  # (first: a failure below still stops the server)
     # Real CLIs first; the bundled fakes stay next for the harnesses not selected.
     rest = os.environ.get("PATH", "")
     if swarm_config.use_fake_harnesses:
@@ -220,7 +220,6 @@ def pytest_oompa_swarm_options(
         _chain_adjust(options, real_clis.set_pwd)
     env["PATH"] = real_clis.path_with(dict.fromkeys(c.bin_dir for c in clis), rest)
     options.env = {**(options.env or {}), **env}
-    config.add_cleanup(run.close)
     config.pluginmanager.register(run, PLUGIN_NAME)
     config.add_cleanup(lambda: config.pluginmanager.unregister(run, PLUGIN_NAME))
 
@@ -257,10 +256,8 @@ def _start_api(
             # A real provider needs its key (never the CLI's placeholder); any other
             # upstream (a gateway) gets the key when the environment has one.
             real = [p for p in sorted(protocols) if upstreams[p] == wire_cassette.PROVIDERS[p]]
-            keys = wire_cassette.upstream_keys(real, os.environ)
-            for protocol in sorted(protocols - set(real)):
-                with contextlib.suppress(wire_cassette.WireCassetteError):
-                    keys.update(wire_cassette.upstream_keys([protocol], os.environ))
+            wire_cassette.upstream_keys(real, os.environ)  # a usage error naming what is missing
+            keys = wire_cassette.available_keys(protocols, os.environ)
             recorder = wire_cassette.WireRecorder(
                 Path(record).resolve(), upstreams=upstreams, keys=keys, clients=clients
             )

@@ -35,7 +35,7 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,7 +87,7 @@ _DROP_HEADERS = frozenset(
     }
 )
 #: Response headers kept in the cassette (and sent again on replay).
-_KEEP_RESPONSE_HEADERS = ("content-type", "retry-after", "retry-after-ms")
+KEEP_RESPONSE_HEADERS = ("content-type", "retry-after", "retry-after-ms")
 UPSTREAM_TIMEOUT = 600.0
 
 # -- normalization ----------------------------------------------------------------------------
@@ -298,6 +298,16 @@ def upstream_keys(protocols: Iterator[str] | list[str], env: Mapping[str, str]) 
     return keys
 
 
+def available_keys(protocols: Iterable[str], env: Mapping[str, str]) -> dict[str, str]:
+    """The keys ``env`` has for these protocols (a missing one is left out)."""
+    return {
+        protocol: value
+        for protocol in protocols
+        for value in [next((env[n] for n in KEYS[protocol][0] if env.get(n)), None)]
+        if value is not None
+    }
+
+
 @dataclass
 class Forwarded:
     """The upstream's answer, being streamed: status, headers and the body's chunks."""
@@ -334,48 +344,38 @@ class WireRecorder:
         self.upstreams = dict(upstreams or PROVIDERS)
         self.keys = dict(keys or {})
         self.clients = dict(clients or {})
-        self.redactor = Redactor({**(env if env is not None else os.environ)})
-        self.redactor.values = sorted(
-            set(self.redactor.values) | {k for k in self.keys.values() if len(k) >= 4},
-            key=len,
-            reverse=True,
-        )
-        # Reentrant: record() rewrites the file (which reads the exchanges) while it holds it.
-        self._lock = threading.RLock()
+        # The upstream keys are secrets too, wherever they come from.
+        upstream = {f"UPSTREAM_KEY_{p.upper()}": k for p, k in self.keys.items()}
+        self.redactor = Redactor({**(env if env is not None else os.environ), **upstream})
+        self._lock = threading.Lock()
         self._exchanges: list[dict[str, Any]] = []
         self._texts: list[str] = []  # each exchange's JSON, as it goes in the file
-        self._recorded_at = utc_now_iso()
+        self._head = {
+            "format": FORMAT,
+            "version": VERSION,
+            "recorded-at": utc_now_iso(),
+            "tool-version": __version__,
+            "clients": dict(self.clients),
+            "upstreams": {p: self.redactor.text(u) for p, u in sorted(self.upstreams.items())},
+            "normalize": ["cwd", "swarm"] + [name for name, _, _ in RULES],
+        }
         self.problems: list[str] = []  # exchanges that could not be recorded, and why
+        validate({**self._head, "exchanges": []}, str(self.path))
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.write()
+        self._write()
 
     @property
     def exchanges(self) -> list[dict[str, Any]]:
         with self._lock:
             return list(self._exchanges)
 
-    def document(self) -> dict[str, Any]:
-        return {
-            "format": FORMAT,
-            "version": VERSION,
-            "recorded-at": self._recorded_at,
-            "tool-version": __version__,
-            "clients": dict(self.clients),
-            "upstreams": {p: self.redactor.text(u) for p, u in sorted(self.upstreams.items())},
-            "normalize": ["cwd", "swarm"] + [name for name, _, _ in RULES],
-            "exchanges": self.exchanges,
-        }
-
-    def write(self) -> None:
-        """The whole file: the header, validated, and the exchanges' cached texts."""
-        with self._lock:
-            head = {**self.document(), "exchanges": []}
-            validate(head, str(self.path))
-            text = json.dumps(head, indent=2, ensure_ascii=True)
-            if self._texts:
-                joined = ",\n".join(self._texts)
-                text = text.replace('"exchanges": []', f'"exchanges": [\n{joined}\n  ]')
-            atomic_write_text(self.path, text + "\n")
+    def _write(self) -> None:
+        """The whole file: the header (validated once) and the exchanges' cached texts."""
+        text = json.dumps({**self._head, "exchanges": []}, indent=2, ensure_ascii=True)
+        if self._texts:
+            joined = ",\n".join(self._texts)
+            text = text.replace('"exchanges": []', f'"exchanges": [\n{joined}\n  ]')
+        atomic_write_text(self.path, text + "\n")
 
     def forward(
         self, protocol: str, method: str, target: str, headers: Mapping[str, str], body: bytes
@@ -462,7 +462,7 @@ class WireRecorder:
             "kind": key.kind,
             "conversation": key.conversation,
             "turn": key.turn,
-            "input": redact.text(text),
+            "input": text,  # (redacted by describe)
             "bindings": bindings,
             "user-agent": headers.get("user-agent", headers.get("User-Agent", "")),
             "request": {
@@ -475,7 +475,7 @@ class WireRecorder:
             "response": {
                 "status": status,
                 "headers": {
-                    k: response_headers[k] for k in _KEEP_RESPONSE_HEADERS if k in response_headers
+                    k: response_headers[k] for k in KEEP_RESPONSE_HEADERS if k in response_headers
                 },
                 "body": redact.text(response_body.decode("utf-8", errors="replace")),
                 **({"truncated": True} if truncated else {}),
@@ -484,14 +484,15 @@ class WireRecorder:
         }
         with self._lock:
             exchange["seq"] = len(self._exchanges) + 1
-            head = {**self.document(), "exchanges": [exchange]}
-            validate(head, f"{self.path}: exchange {exchange['seq']}")
+            validate(
+                {**self._head, "exchanges": [exchange]}, f"{self.path}: exchange {exchange['seq']}"
+            )
             # ensure_ascii: a lone surrogate (a CLI that cut a tool's output mid-character)
             # is kept as \udXXX instead of failing the write.
             entry = json.dumps(exchange, indent=2, ensure_ascii=True)
             self._texts.append("\n".join("    " + line for line in entry.splitlines()))
             self._exchanges.append(exchange)
-            self.write()
+            self._write()
         return exchange
 
 
