@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from contract import assert_run_valid, assert_runs_valid
 
 from pytest_oompa import paths, real_clis
 from pytest_oompa.fake_api import FakeModelAPI
@@ -632,6 +633,7 @@ def test_swarm_with_one_real_worker(harness: str, tmp_path: Path) -> None:
         requests = server.model_requests()
         unmatched = server.unmatched
     assert not unmatched, [r.note for r in unmatched]
+    assert_run_valid(run.run_dir)
     failures = [(r.key, r.error) for r in run.result.iterations if r.error]
     assert run.outcomes("w0") == ["claimed", "merged"], failures or run.result.errors
     assert run.workers["w0"].metrics.merges == 1
@@ -680,13 +682,19 @@ def run_swarm(
     monkeypatch.chdir(repo.path)
     # pytester's HOME is its own folder: say where the CLI is installed.
     monkeypatch.setenv(real_clis.DIR_ENV, str(cli.bin_dir))
-    return pytester.runpytest(
+    result = pytester.runpytest(
         "--oompa-swarm=oompa.json",
         f"--oompa-call-timeout={CALL_TIMEOUT}",
         "-p",
         "no:cacheprovider",
         *args,
     )
+    if result.ret != pytest.ExitCode.USAGE_ERROR:
+        # Every artifact of a run on the real CLIs validates: ours, and oompa's contract.
+        runs = repo.path / "runs"
+        assert runs.is_dir(), f"no runs folder in {repo.path}"
+        assert_runs_valid(runs)
+    return result
 
 
 def assert_merged(repo: GitRepo, harness: str) -> None:
