@@ -14,7 +14,7 @@
     validation and fsync included) vs plain json.dump + os.replace.
 
 The agent is the bundled fake claude (default behaviour: append a line, git add + commit, ask
-for a merge), started through the same wrapper (pytest_oompa.paths.fake_bin_dir()) by the
+for a merge), started through the same wrapper (pytest_oompa.core.paths.fake_bin_dir()) by the
 engine and by the floor; probes off. Swarms (a)-(c) run in this process (the engine's API, as
 the oompa_swarm fixture does); (d) and (e) are subprocesses of this interpreter. Every run is
 checked: each iteration merged, every iteration's work file is on main, no worktree, branch or
@@ -48,13 +48,14 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pytest_oompa import paths, prompts
-from pytest_oompa.artifacts import ArtifactStore, utc_now_iso, validate_artifact
-from pytest_oompa.atomic import atomic_write_text, dumps_json
-from pytest_oompa.config import resolve
-from pytest_oompa.harnesses import HarnessRegistry
-from pytest_oompa.results import IterationResult, WorkerMetrics
-from pytest_oompa.swarm import Swarm, SwarmListener, SwarmOptions
+from pytest_oompa.core import paths
+from pytest_oompa.core.atomic import atomic_write_text, dumps_json
+from pytest_oompa.core.config import resolve
+from pytest_oompa.core.results import IterationResult, WorkerMetrics
+from pytest_oompa.engine import prompts
+from pytest_oompa.engine.swarm import Swarm, SwarmListener, SwarmOptions
+from pytest_oompa.harnesses.registry import HarnessRegistry
+from pytest_oompa.runs.artifacts import ArtifactStore, utc_now_iso, validate_artifact
 
 HERE = Path(__file__).resolve().parent
 FLOOR_SCRIPT = HERE / "floor.sh"

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_oompa.fixtures import GitRepo, SwarmRunner
+from pytest_oompa.plugin.fixtures import GitRepo, SwarmRunner
 
 
 def one_run(workers: int, iterations: int) -> tuple[int, float, list[str]]:

@@ -21,7 +21,7 @@ NOT_EMULATED = (
     64  # a valid real mode the fakes do not emulate (interactive TUI, `exec review`, ...)
 )
 BAD_SCENARIO = 97  # OOMPA_FAKE_SCENARIO (or OOMPA_FAKE_CASSETTE) is missing or malformed
-REPLAY_MISMATCH = 96  # replay: this call is not the recorded one (pytest_oompa.cassette)
+REPLAY_MISMATCH = 96  # replay: this call is not the recorded one (pytest_oompa.offline.cassette)
 INTERNAL_ERROR = 70  # a bug in the fake itself (EX_SOFTWARE)
 
 VERSIONS = {
@@ -1791,24 +1791,24 @@ def agent_turn(run: Run) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# Replay of a cassette (OOMPA_FAKE_CASSETTE): pytest_oompa/cassette.py does the matching
+# Replay of a cassette (OOMPA_FAKE_CASSETTE): pytest_oompa/offline/cassette.py does the matching
 # --------------------------------------------------------------------------------------------
 
 _CASSETTE_MODULE = None
 
 
 def cassette_module():
-    """``pytest_oompa/cassette.py``, loaded by path: the fakes run without site-packages, and
-    that module imports only the standard library. A source checkout has it at
-    ``../pytest_oompa/cassette.py``, an installed wheel at ``../cassette.py``."""
+    """``pytest_oompa/offline/cassette.py``, loaded by path: the fakes run without site-packages,
+    and that module imports only the standard library. A source checkout has it at
+    ``../pytest_oompa/offline/cassette.py``, an installed wheel at ``../offline/cassette.py``."""
     global _CASSETTE_MODULE
     if _CASSETTE_MODULE is None:
         import importlib.util
 
         parent = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
         for path in (
-            os.path.join(parent, "pytest_oompa", "cassette.py"),
-            os.path.join(parent, "cassette.py"),
+            os.path.join(parent, "pytest_oompa", "offline", "cassette.py"),
+            os.path.join(parent, "offline", "cassette.py"),
         ):
             if os.path.isfile(path):
                 spec = importlib.util.spec_from_file_location("_oompa_cassette", path)
@@ -1819,7 +1819,7 @@ def cassette_module():
                 _CASSETTE_MODULE = module
                 break
         else:
-            raise BadCassette(f"pytest_oompa/cassette.py not found next to {parent}")
+            raise BadCassette(f"pytest_oompa/offline/cassette.py not found next to {parent}")
     return _CASSETTE_MODULE
 
 

@@ -1,0 +1,113 @@
+"""Every prompt the engine sends. Each starts with ``[oompa:{swarm-id}:{worker-id}] `` so
+dashboards (and the fake harnesses) can tell whose call it is.
+
+Some sentences are markers other code relies on: the reviewer prompt carries the required
+``VERDICT:`` lines and the fix prompt ends with "Fix these issues." (the fake harnesses infer
+the role from them); change them together with ``fake_harnesses/_fake.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pytest_oompa.engine.tasks import ClaimResult
+
+PROBE_PROMPT = "[_HIDE_TEST_] say ok"
+DIFF_LIMIT = 8000
+
+TASK_HEADER = """\
+## How this swarm works
+You are one of several workers, each in its own git worktree of the same project.
+The shared task queue is ../tasks (pending/, current/, complete/), one JSON file per task.
+- Claim tasks by printing CLAIM(id1, id2) on a line of its own; the orchestrator moves them to
+  current/ and tells you which ones you got.
+- Commit your work in this worktree, then print COMPLETE_AND_READY_FOR_MERGE: it is reviewed
+  and merged into main. Do not move task files to complete/ yourself; that happens on merge.
+- If there is no useful work left, print __DONE__."""
+
+
+def tag(swarm_id: str, worker_id: str) -> str:
+    return f"[oompa:{swarm_id}:{worker_id}] "
+
+
+def fresh(swarm_id: str, worker_id: str, status: str, worker_prompt: str) -> str:
+    parts = [TASK_HEADER, f"## Task status\n{status}"]
+    if worker_prompt:
+        parts.append(worker_prompt)
+    return tag(swarm_id, worker_id) + "\n\n".join(parts)
+
+
+def resume(swarm_id: str, worker_id: str, status: str) -> str:
+    return tag(swarm_id, worker_id) + f"## Task status\n{status}\n\ncontinue"
+
+
+def claim_results(swarm_id: str, worker_id: str, result: ClaimResult, status: str) -> str:
+    def line(label: str, ids: Sequence[str]) -> str:
+        return f"{label}: {', '.join(ids) if ids else '(none)'}"
+
+    body = [
+        "## Claim results",
+        line("Claimed", result.claimed),
+        line("Already taken", result.taken),
+        line("Not found", result.not_found),
+    ]
+    if result.invalid:
+        body.append(line("Refused (not a valid task id)", result.invalid))
+    body += ["", f"## Task status\n{status}", "", "Continue with the tasks you claimed."]
+    return tag(swarm_id, worker_id) + "\n".join(body)
+
+
+def review(
+    swarm_id: str, worker_id: str, diff: str, custom: str, earlier_feedback: Sequence[str]
+) -> str:
+    if len(diff) > DIFF_LIMIT:
+        diff = diff[:DIFF_LIMIT] + f"\n... [diff truncated at {DIFF_LIMIT} chars]"
+    body = custom or (
+        "Review the changes in this worktree.\nFocus on architecture and design, not style."
+    )
+    body += f"\n\nDiff:\n```\n{diff}\n```\n"
+    if earlier_feedback:
+        body += (
+            "\n## Previous Review Rounds\n\nThe worker has already attempted fixes based on "
+            "earlier feedback. Do NOT raise new issues: only verify that the issues below are "
+            "resolved.\n\n"
+            + "\n\n".join(
+                f"### Round {i} feedback:\n{fb}" for i, fb in enumerate(earlier_feedback, 1)
+            )
+            + "\n"
+        )
+    body += (
+        "\nYour verdict MUST be on its own line, exactly one of:\n"
+        "VERDICT: APPROVED\nVERDICT: NEEDS_CHANGES\nVERDICT: REJECTED\n"
+    )
+    return tag(swarm_id, worker_id) + body
+
+
+def fix(swarm_id: str, worker_id: str, feedback: Sequence[str]) -> str:
+    if len(feedback) > 1:
+        text = (
+            f"The reviewer has given feedback across {len(feedback)} rounds.\n"
+            "Fix ALL outstanding issues:\n\n"
+            + "\n\n".join(f"--- Round {i} ---\n{fb}" for i, fb in enumerate(feedback, 1))
+        )
+    else:
+        text = "The reviewer found issues with your changes:\n\n" + (
+            feedback[0] if feedback else ""
+        )
+    return (
+        tag(swarm_id, worker_id)
+        + text
+        + "\n\nCommit your fixes in this worktree. Fix these issues. "
+        "Do not add anything the reviewer did not ask for."
+    )
+
+
+def planner(swarm_id: str, planner_prompt: str, status: str, room: int) -> str:
+    return tag(swarm_id, "planner") + (
+        (planner_prompt + "\n\n" if planner_prompt else "") + f"## Task status\n{status}\n\n"
+        "Create tasks in tasks/pending/ as JSON files named <id>.json, each "
+        '{"id", "summary", "description", "difficulty", "files", "acceptance"}; an id is '
+        "letters, digits, '.', '_' or '-'.\n"
+        f"Maximum {room} new tasks.\n"
+        "Signal __DONE__ when finished planning."
+    )

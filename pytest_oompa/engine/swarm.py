@@ -1,0 +1,575 @@
+"""The swarm: preflight, the planner, every worker at once, and the end of the run.
+
+``Swarm`` is the engine's entry point and knows nothing of pytest: the plugin, the
+``oompa_swarm`` fixture and plain scripts all drive it the same way, and observe it through a
+``SwarmListener``. Workers are threads (their work is subprocesses, which release the GIL).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from filelock import FileLock
+
+from pytest_oompa.core import paths
+from pytest_oompa.core.config import SwarmConfig
+from pytest_oompa.core.gate import Check, GateFacts, GateSection
+from pytest_oompa.core.gate import evaluate as evaluate_gate
+from pytest_oompa.core.gate import passed as gate_passed
+from pytest_oompa.core.results import (
+    CallRecord,
+    IterationResult,
+    Outcome,
+    PlannerResult,
+    WorkerReport,
+    WorkerStatus,
+)
+from pytest_oompa.engine.calls import CallObserver, HarnessCaller
+from pytest_oompa.engine.git import Repo
+from pytest_oompa.engine.planner import run_planner
+from pytest_oompa.engine.preflight import (
+    PreflightError,
+    check_harnesses,
+    check_repo,
+    harness_versions,
+    probe_models,
+)
+from pytest_oompa.engine.processes import ProcessSupervisor
+from pytest_oompa.engine.tasks import TaskQueue, valid_task_id
+from pytest_oompa.engine.worker import SwarmContext, WorkerRunner, utc_now
+from pytest_oompa.harnesses.registry import HarnessCommand, HarnessRegistry
+from pytest_oompa.report.page import write_report
+from pytest_oompa.runs.artifacts import ArtifactStore
+from pytest_oompa.runs.recorder import Recorder
+from pytest_oompa.runs.tracking import (
+    HEARTBEAT_SECONDS,
+    Counts,
+    RunTracker,
+    seconds_between,
+    status_for_exit,
+)
+
+WORKTREE_PATTERN = "/.w*-i*/"
+
+
+def new_swarm_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+class SwarmListener:
+    """Observer of a running swarm. Called from worker threads: implementations must be
+    thread-safe and quick (hand the event to another thread if there is real work)."""
+
+    def planner_finished(self, result: PlannerResult) -> None:
+        pass
+
+    def iteration_finished(self, result: IterationResult) -> None:
+        pass
+
+    def worker_finished(self, report: WorkerReport) -> None:
+        pass
+
+    def swarm_finished(self, result: SwarmResult) -> None:
+        pass
+
+
+@dataclass
+class SwarmOptions:
+    runs_dir: Path
+    repo_root: Path | None = None  # default: the config file's folder
+    swarm_id: str | None = None
+    # worker id -> highest iteration to run; a worker not in the map does not run. None: all.
+    limits: Mapping[str, int] | None = None
+    run_planner: bool = True
+    probe: bool | None = None  # None: the config's "probe" setting
+    env: Mapping[str, str] | None = None  # extra environment for every harness call
+    call_timeout: float | None = None
+    registry: HarnessRegistry | None = None
+    # Adjust each harness command before it runs: (command, role) -> command.
+    adjust_command: Callable[[HarnessCommand, str], HarnessCommand] | None = None
+    stall_timeout: float | None = None  # kill a call that prints nothing for this long
+    gate: GateSection | None = None  # None: the config's gate
+    call_observer: CallObserver | None = None  # sees every harness call (recording)
+    heartbeat_interval: float = HEARTBEAT_SECONDS
+    # Several processes run this swarm (pytest-xdist): a folder they all share, for who holds
+    # which task and the live summary's lock. None: this process runs the whole swarm.
+    shared_dir: Path | None = None
+    # This process only runs its workers (``limits``) of a run another process prepares and
+    # ends: no preflight, planner, run.json, tracking, timeout, task-queue commit, summary or
+    # gate. Needs ``swarm_id`` and ``shared_dir``.
+    attached: bool = False
+
+
+@dataclass
+class SwarmResult:
+    swarm_id: str
+    run_dir: Path
+    repo_root: Path
+    started_at: str
+    finished_at: str = ""
+    planner: PlannerResult | None = None
+    workers: dict[str, WorkerReport] = field(default_factory=dict)
+    iterations: list[IterationResult] = field(default_factory=list)
+    interrupted: bool = False
+    main_before: str = ""
+    main_after: str = ""
+    errors: list[str] = field(default_factory=list)  # the engine itself failed somewhere
+    preflight_problems: list[str] = field(default_factory=list)
+    timed_out: str = ""  # why the swarm timeout stopped the run, if it did
+    gate: list[Check] = field(default_factory=list)  # empty: no gate
+    status: str = "running"  # then completed | failed | interrupted (see tracking.py)
+    exit_status: int | None = None
+
+
+class Swarm:
+    def __init__(
+        self, config: SwarmConfig, options: SwarmOptions, listener: SwarmListener | None = None
+    ) -> None:
+        self.config = config
+        self.options = options
+        self.listener = listener or SwarmListener()
+        self.swarm_id = options.swarm_id or new_swarm_id()
+        self.registry = options.registry or HarnessRegistry()
+        self.repo = Repo(options.repo_root or config.path.parent)
+        shared = options.shared_dir
+        if options.attached and (shared is None or options.swarm_id is None):
+            raise ValueError("an attached swarm needs the run's swarm_id and shared_dir")
+        self.queue = (
+            TaskQueue(self.repo.root) if shared is None else SharedTaskQueue(self.repo.root, shared)
+        )
+        self.supervisor = ProcessSupervisor()
+        runs_dir = Path(options.runs_dir)
+        lock = shared / "live-summary.lock" if shared is not None else None
+        self.recorder = Recorder(ArtifactStore(runs_dir, self.swarm_id, lock), config)
+        source_env, extra_env = self._harness_env()
+        timeouts = config.timeouts
+        self._stop = threading.Event()
+        self.caller = HarnessCaller(
+            self.registry,
+            self.supervisor,
+            source_env,
+            options.call_timeout or timeouts.call,
+            options.adjust_command,
+            run_dir=self.recorder.run_dir,
+            stall=options.stall_timeout or timeouts.stall,
+            extra_env=extra_env,
+            env_pass=config.env.pass_,
+            retries=config.retries.attempts,
+            backoff=config.retries.backoff,
+            stop=self._stop,
+            observer=options.call_observer,
+        )
+        self.tracker = RunTracker(
+            runs_dir, self.swarm_id, config, self.repo.root, options.heartbeat_interval
+        )
+        self._thread: threading.Thread | None = None
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+        self.result = SwarmResult(self.swarm_id, self.recorder.run_dir, self.repo.root, utc_now())
+
+    @property
+    def run_dir(self) -> Path:
+        return self.recorder.run_dir
+
+    def _harness_env(self) -> tuple[dict[str, str], dict[str, str]]:
+        """(the environment harness variables are picked from, the variables always given)."""
+        source = dict(os.environ)
+        extra: dict[str, str] = {}
+        if self.config.use_fake_harnesses:
+            source["PATH"] = f"{paths.fake_bin_dir()}{os.pathsep}{source.get('PATH', '')}"
+            if self.config.fake_scenario:
+                extra["OOMPA_FAKE_SCENARIO"] = str(self.config.fake_scenario)
+        extra.update(self.config.env.set)
+        extra.update(self.options.env or {})
+        if self.config.use_fake_harnesses and "OOMPA_FAKE_STATE" not in {**source, **extra}:
+            # Fake sessions live with the run's temporary state, never in the user's HOME.
+            extra["OOMPA_FAKE_STATE"] = str(paths.scratch_dir(f"oompa-fake-{self.swarm_id}"))
+        return source, extra
+
+    # -- phases --------------------------------------------------------------------------------
+
+    def workers_to_run(self) -> list[WorkerRunner]:
+        limits = self.options.limits
+        return [
+            WorkerRunner(spec, self._context(), limits[spec.id] if limits is not None else None)
+            for spec in self.config.workers
+            if limits is None or spec.id in limits
+        ]
+
+    def _context(self) -> SwarmContext:
+        return SwarmContext(
+            swarm_id=self.swarm_id,
+            repo=self.repo,
+            queue=self.queue,
+            caller=self.caller,
+            stop=self._stop,
+            reviewer=self.config.reviewer,
+            executor_wait=self.config.executor_wait,
+            iteration_timeout=self.config.timeouts.iteration,
+            on_review=self.recorder.review,
+            on_iteration=self._iteration_finished,
+        )
+
+    def prepare(self) -> None:
+        """Preflight, then ``run.json``. Raises PreflightError listing every problem.
+
+        Problems found before any harness runs (the repo, missing binaries) leave no run
+        folder. From the probes on, the run is tracked: a failed probe leaves its logs and
+        the run's entry in the index (status failed) for whoever debugs the nightly job.
+        """
+        repo = self.repo
+        if self.options.attached:  # the process that runs the whole swarm checked all this
+            repo.use_fallback_identity_if_needed()
+            self.queue.ensure_dirs()
+            return
+        if not repo.is_repo():
+            raise PreflightError(check_repo(repo))
+        # Our own litter must never make the project look dirty, now or on the next run.
+        patterns = [WORKTREE_PATTERN]
+        runs = Path(self.options.runs_dir).resolve()
+        if runs.is_relative_to(repo.root) and runs != repo.root:
+            patterns.append(f"/{runs.relative_to(repo.root).as_posix()}/")
+        repo.exclude(*patterns)
+        problems = check_repo(repo) + check_harnesses(self.config, self.caller)
+        if problems:
+            raise PreflightError(problems)
+        self.result.main_before = repo.head("main")
+        self.tracker.start(self.result.started_at, self.result.main_before)
+        try:
+            self._prepare_tracked()
+        except PreflightError:
+            raise  # recorded by whoever ends the session, with its exit status
+        except BaseException as exc:
+            # The run is tracked from here on: anything else still closes it (heartbeat
+            # stopped, index entry failed or interrupted) before it propagates.
+            if isinstance(exc, KeyboardInterrupt):
+                self.result.interrupted = True
+            else:
+                self._engine_error("preparing the run", exc)
+            self.finalize()
+            raise
+
+    def _prepare_tracked(self) -> None:
+        """The preflight steps that run harnesses (probes, versions), then run.json."""
+        repo = self.repo
+        probe = self.config.probe if self.options.probe is None else self.options.probe
+        records: list[CallRecord] = []
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            versions = pool.submit(harness_versions, self.config, self.caller)
+            problems = probe_models(self.config, self.caller, repo, records) if probe else []
+            self.tracker.record_versions(versions.result())
+        if records:
+            self.recorder.calls("preflight", None, records)
+        if problems:
+            self.result.preflight_problems = problems
+            raise PreflightError(problems)
+        repo.use_fallback_identity_if_needed()
+        self.queue.ensure_dirs()
+        self.recorder.run_started(self.result.started_at)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name=f"oompa-{self.swarm_id}")
+        self._thread.start()
+        limit = self.config.timeouts.swarm
+        if limit and not self.options.attached:
+            self._timer = threading.Timer(limit, self._swarm_timeout, args=(limit,))
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _swarm_timeout(self, limit: float) -> None:
+        """The whole run overran: stop it like an interruption, but it is a failure."""
+        if self.running:
+            self.result.timed_out = f"swarm timeout after {limit:g} s"
+            self.stop()
+
+    def stop(self) -> None:
+        """Stop everything: running agents' process groups are terminated, each worker recycles
+        its tasks and removes its worktree, and the run still ends with its summary."""
+        self._stop.set()
+        self.supervisor.stop_all()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        assert self._thread is not None, "start() first"
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def finalize(self, exit_status: int | None = None) -> None:
+        """Record how the run ended: oompa-run.json, the index entry, the metrics line.
+
+        ``exit_status`` is pytest's when pytest drove the swarm; without it the status is
+        derived from what happened. Does nothing for a run that never started."""
+        r = self.result
+        if self._timer is not None:
+            self._timer.cancel()
+        if exit_status is not None:
+            status = status_for_exit(exit_status)
+        elif r.interrupted:
+            status = "interrupted"
+        elif (
+            r.timed_out
+            or not gate_passed(r.gate)
+            or r.errors
+            or r.preflight_problems
+            or any(i.outcome in (Outcome.ERROR, Outcome.REJECTED) for i in r.iterations)
+        ):
+            status = "failed"
+        else:
+            status = "completed"
+        r.status, r.exit_status = status, exit_status
+        reports = r.workers.values()
+        counts = Counts(
+            workers=len(self.config.workers),
+            iterations=len(r.iterations),
+            merges=sum(w.metrics.merges for w in reports),
+            errors=sum(w.metrics.errors for w in reports),
+            rejections=sum(w.metrics.rejections for w in reports),
+        )
+        self.tracker.finish(
+            status=status,
+            exit_status=exit_status,
+            main_after=r.main_after or None,
+            counts=counts,
+            errors=r.preflight_problems + r.errors,
+            gate=r.gate,
+        )
+        if self.tracker.started:
+            try:  # after finish(), so the report shows the final status
+                write_report(self.run_dir)
+            except Exception as exc:
+                self._engine_error("writing report.html", exc)
+
+    def run(self) -> SwarmResult:
+        """prepare + start + wait + finalize; Ctrl-C stops the swarm cleanly, then propagates."""
+        try:
+            self.prepare()
+        except PreflightError:
+            self.finalize()
+            raise
+        self.start()
+        try:
+            while not self.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            self.stop()
+            self.wait()
+            self.finalize()
+            raise
+        self.finalize()
+        return self.result
+
+    # -- the coordinator thread ----------------------------------------------------------------
+
+    def run_planner(self) -> PlannerResult | None:
+        """The planner's call, synchronously, if there is one to run (not when attached)."""
+        planner = self.config.planner
+        if (
+            not planner
+            or not self.options.run_planner
+            or self.options.attached
+            or self._stop.is_set()
+        ):
+            return None
+        result = run_planner(self._context(), planner)
+        self.result.planner = result
+        if result.call is not None:
+            self.recorder.calls("planner", None, [result.call])
+        self.listener.planner_finished(result)
+        return result
+
+    def conclude(
+        self,
+        reports: Iterable[WorkerReport],
+        iterations: Iterable[IterationResult],
+        errors: Iterable[str] = (),
+    ) -> None:
+        """End a run whose workers ran in other (attached) processes, from what they reported:
+        commit the task queue, write summary.json, evaluate the gate, announce the end.
+        ``stop()`` first if the run was stopped."""
+        with self._lock:
+            for report in reports:
+                self.result.workers[report.worker_id] = report
+            self.result.iterations.extend(iterations)
+            self.result.errors.extend(errors)
+        self._finish()
+
+    def _main(self) -> None:
+        try:
+            self.run_planner()
+            threads = [
+                threading.Thread(target=self._run_worker, args=(runner,), name=runner.id)
+                for runner in self.workers_to_run()
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        except Exception as exc:  # the coordinator must still write the summary
+            self._engine_error("the swarm coordinator", exc)
+            self.stop()
+        finally:
+            self._finish()
+
+    def _engine_error(self, where: str, exc: BaseException) -> None:
+        with self._lock:
+            self.result.errors.append(f"{where} failed: {type(exc).__name__}: {exc}")
+
+    def _run_worker(self, runner: WorkerRunner) -> None:
+        try:
+            report = runner.run()
+        except Exception as exc:  # a bug, or a failing artifact write: lose the worker, not the run
+            self._engine_error(f"worker {runner.id}", exc)
+            runner.status = WorkerStatus.ERROR
+            runner.stop_reason = f"worker {runner.id} crashed: {type(exc).__name__}: {exc}"
+            report = runner.report()
+        with self._lock:
+            self.result.workers[runner.id] = report
+        self.listener.worker_finished(report)
+
+    def _iteration_finished(self, result: IterationResult) -> None:
+        result.artifact = self.recorder.iteration(result)
+        with self._lock:
+            self.result.iterations.append(result)
+        self.listener.iteration_finished(result)
+
+    def _finish(self) -> None:
+        """Each step on its own: one failing must not cost the others, and the end of the
+        swarm is always announced (the plugin waits for it)."""
+        # A swarm timeout also stops the workers, but it is a failure, not an interruption.
+        self.result.interrupted = self._stop.is_set() and not self.result.timed_out
+        if self.options.attached:  # the process that prepared the run ends it
+            self.result.finished_at = utc_now()
+            self.listener.swarm_finished(self.result)
+            return
+        order = [w.id for w in self.config.workers]
+        reports = sorted(self.result.workers.values(), key=lambda r: order.index(r.worker_id))
+        steps = [
+            ("committing the task queue", self._commit_task_queue),
+            ("reading main", lambda: setattr(self.result, "main_after", self.repo.head("main"))),
+            ("writing summary.json", lambda: self.recorder.summary(reports)),
+            ("evaluating the gate", lambda: self._evaluate_gate(reports)),
+        ]
+        try:
+            for what, step in steps:
+                try:
+                    step()
+                except Exception as exc:
+                    self._engine_error(what, exc)
+        finally:
+            self.result.finished_at = utc_now()
+            self.listener.swarm_finished(self.result)
+
+    def _evaluate_gate(self, reports: list[WorkerReport]) -> None:
+        gate = self.options.gate or self.config.gate
+        if gate is None or not gate.active or self.result.interrupted:
+            return
+        counts = self.queue.counts()
+        r = self.result
+        facts = GateFacts(
+            merges=sum(w.metrics.merges for w in reports),
+            completed=sum(w.metrics.completed for w in reports),
+            errors=sum(w.metrics.errors for w in reports),
+            rejections=sum(w.metrics.rejections for w in reports),
+            tasks_left=counts.pending + counts.current,
+            workers_in_error=tuple(w.worker_id for w in reports if w.status is WorkerStatus.ERROR),
+            wall_time_s=seconds_between(r.started_at, utc_now()),
+        )
+        r.gate = evaluate_gate(gate, facts)
+
+    def _commit_task_queue(self) -> None:
+        """Claims and completions moved task files in the root tree; record the queue's end
+        state on main so the project is clean for the next run."""
+        self.repo.commit_paths(f"oompa: task queue after swarm {self.swarm_id}", "tasks")
+
+
+# -- a run several processes share ------------------------------------------------------------
+
+
+class _SharedLock:
+    """A lock held by one thread of one process at a time (a thread lock, then a file lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self._thread_lock = threading.Lock()
+        self._file_lock = FileLock(str(path), thread_local=False)
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            self._file_lock.acquire()
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self._file_lock.release()
+        finally:
+            self._thread_lock.release()
+
+
+class _TaskOwners(MutableMapping[str, str]):
+    """Task id -> the worker holding it, one file per task in a folder every process of the
+    run shares (read and written under the queue's cross-process lock)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def __getitem__(self, task_id: str) -> str:
+        try:
+            return (self.folder / task_id).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise KeyError(task_id) from None
+
+    def __setitem__(self, task_id: str, worker_id: str) -> None:
+        (self.folder / task_id).write_text(worker_id, encoding="utf-8")
+
+    def __delitem__(self, task_id: str) -> None:
+        try:
+            (self.folder / task_id).unlink()
+        except FileNotFoundError:
+            raise KeyError(task_id) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(n for n in os.listdir(self.folder) if valid_task_id(n)))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class SharedTaskQueue(TaskQueue):
+    """The task queue of a swarm whose workers run in several processes (pytest-xdist).
+
+    Claims are already safe across processes (a rename picks one winner); what this adds is
+    that who holds which task is shared too, under a cross-process lock, so a worker never
+    adopts (as moved by its agent) a task a worker of another process claimed.
+    """
+
+    def __init__(self, project_root: Path, shared_dir: Path) -> None:
+        super().__init__(project_root)
+        self._lock = _SharedLock(shared_dir / "tasks.lock")  # type: ignore[assignment]
+        self._owners = _TaskOwners(shared_dir / "task-owners")  # type: ignore[assignment]

@@ -1,0 +1,438 @@
+"""One worker's loop, as a small state machine.
+
+``decide`` is pure: the outcome family follows from the harness call and the signals in its
+reply. ``WorkerRunner`` carries the side effects of each outcome (git, the task queue, the
+reviewer) and the little state a worker keeps between iterations: its worktree, its session,
+its consecutive-error count and its metrics.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+
+from pytest_oompa.core.config import AgentSpec, WorkerSpec
+from pytest_oompa.core.results import (
+    CallRecord,
+    IterationResult,
+    Outcome,
+    ReviewRound,
+    WorkerMetrics,
+    WorkerReport,
+    WorkerStatus,
+)
+from pytest_oompa.engine import prompts
+from pytest_oompa.engine.calls import CallOutcome, HarnessCaller
+from pytest_oompa.engine.git import GitError, Repo, Worktree
+from pytest_oompa.engine.markers import Signals, parse_signals, parse_verdict
+from pytest_oompa.engine.tasks import ClaimResult, TaskQueue
+from pytest_oompa.harnesses.registry import SessionMode
+
+MAX_CONSECUTIVE_ERRORS = 3
+MAX_REVIEW_ROUNDS = 3
+TASK_POLL_SECONDS = 5.0
+
+
+class Decision(Enum):
+    ERROR = "error"
+    CLAIM = "claim"
+    MERGE = "merge"
+    DONE = "done"
+    EXECUTOR_DONE = "executor-done"
+    WORKING = "working"
+
+
+def decide(call_failed: bool, signals: Signals, can_plan: bool) -> Decision:
+    """First match wins, in oompa's order."""
+    if call_failed:
+        return Decision.ERROR
+    if (signals.claims or signals.invalid_claims) and not (signals.merge or signals.done):
+        return Decision.CLAIM
+    if signals.merge:
+        return Decision.MERGE
+    if signals.done:
+        return Decision.DONE if can_plan else Decision.EXECUTOR_DONE
+    return Decision.WORKING
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Interrupted(Exception):
+    """The swarm is stopping: the iteration in progress is abandoned, not reported."""
+
+
+class OutOfTime(Exception):
+    """The iteration has used its whole time budget."""
+
+
+@dataclass
+class SwarmContext:
+    """What every worker of one swarm shares."""
+
+    swarm_id: str
+    repo: Repo
+    queue: TaskQueue
+    caller: HarnessCaller
+    stop: threading.Event
+    reviewer: AgentSpec | None = None
+    executor_wait: float = 60.0
+    iteration_timeout: float | None = None  # all the calls of one iteration together
+    on_review: Callable[[str, int, ReviewRound], Path | None] = lambda *_: None
+    on_iteration: Callable[[IterationResult], None] = lambda _: None
+
+
+@dataclass
+class _Iteration:
+    """The facts one iteration collects on its way to an IterationResult."""
+
+    number: int
+    started_at: str
+    started: float
+    calls: list[CallRecord] = field(default_factory=list)
+    reviews: list[ReviewRound] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    diff_files: tuple[str, ...] = ()
+    recycled: tuple[str, ...] = ()
+    completed: tuple[str, ...] = ()
+    held: tuple[str, ...] = ()
+    merged_commit: str | None = None
+    error: str | None = None
+    role_calls: Counter[str] = field(default_factory=Counter)
+
+    def call_name(self, worker_id: str, role: str) -> str:
+        """commands/{name}.ndjson: w0-i3-worker-1, w0-i3-reviewer-2, w0-i3-fix-1 …"""
+        self.role_calls[role] += 1
+        return f"{worker_id}-i{self.number}-{role}-{self.role_calls[role]}"
+
+
+class WorkerRunner:
+    def __init__(self, spec: WorkerSpec, ctx: SwarmContext, limit: int | None = None) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.limit = min(limit or spec.iterations, spec.iterations)
+        self.metrics = WorkerMetrics()
+        self.worktree: Worktree | None = None
+        self.session_id: str | None = None
+        self.next_prompt: str | None = None  # claim results for the next resume
+        self.consecutive_errors = 0
+        self.status = WorkerStatus.IDLE
+        self.stop_reason = ""
+        self.iterations_run = 0
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def run(self) -> WorkerReport:
+        interrupted = False
+        try:
+            if not self.spec.can_plan:
+                self._wait_for_tasks()
+            for n in range(1, self.limit + 1):
+                if n > 1 and self.spec.wait_between and self.ctx.stop.wait(self.spec.wait_between):
+                    raise Interrupted
+                if self.ctx.stop.is_set():
+                    raise Interrupted
+                result = self.iteration(n)
+                self.iterations_run = n
+                self.ctx.on_iteration(result)
+                if self.status is not WorkerStatus.IDLE:  # done or error: the worker stops here
+                    if n < self.limit:
+                        self.stop_reason = f"worker {self.id} stopped after iteration {n}: " + (
+                            result.error or f"status {self.status.value}"
+                        )
+                    break
+            else:
+                self.status = WorkerStatus.EXHAUSTED
+        except Interrupted:
+            interrupted = True
+            self.status = WorkerStatus.IDLE
+            self.stop_reason = "the swarm was stopped before this iteration finished"
+        finally:
+            self._release(reset_session=True)
+            leftover = self.ctx.queue.recycle(self.ctx.queue.owned_by(self.id))
+            self.metrics.recycled += len(leftover)
+        return self.report(interrupted)
+
+    def report(self, interrupted: bool = False) -> WorkerReport:
+        return WorkerReport(
+            worker_id=self.id,
+            harness=self.spec.agent.harness,
+            model=self.spec.agent.model,
+            status=self.status,
+            iterations=self.spec.iterations,
+            iterations_run=self.iterations_run,
+            metrics=self.metrics,
+            stop_reason=self.stop_reason,
+            interrupted=interrupted,
+        )
+
+    def _wait_for_tasks(self) -> None:
+        """Executors give a planner up to ``executor_wait`` seconds to fill the queue."""
+        deadline = time.monotonic() + self.ctx.executor_wait
+        while True:
+            counts = self.ctx.queue.counts()
+            if counts.pending or counts.current or time.monotonic() >= deadline:
+                return
+            if self.ctx.stop.wait(min(TASK_POLL_SECONDS, max(0.0, deadline - time.monotonic()))):
+                raise Interrupted
+
+    # -- one iteration -------------------------------------------------------------------------
+
+    def iteration(self, n: int) -> IterationResult:
+        it = _Iteration(number=n, started_at=utc_now(), started=time.monotonic())
+        try:
+            outcome = self._iterate(it)
+        except Interrupted:
+            raise
+        except OutOfTime:
+            outcome = self._fail(it, f"iteration timeout after {self.ctx.iteration_timeout:g} s")
+        except GitError as exc:
+            outcome = self._fail(it, f"git failed: {exc}")
+        except Exception as exc:  # a bug or an OS error must cost one iteration, not the worker
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            outcome = self._fail(it, f"internal error in the iteration: {detail}")
+        if outcome is Outcome.ERROR:
+            self.consecutive_errors += 1
+            self.metrics.errors += 1
+            if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
+                self.status = WorkerStatus.ERROR
+                it.error = f"{it.error} ({MAX_CONSECUTIVE_ERRORS} consecutive errors)"
+        else:
+            self.consecutive_errors = 0
+        return IterationResult(
+            worker_id=self.id,
+            iteration=n,
+            outcome=outcome,
+            started_at=it.started_at,
+            finished_at=utc_now(),
+            duration_ms=int((time.monotonic() - it.started) * 1000),
+            task_ids=it.held,
+            recycled=it.recycled,
+            completed_tasks=it.completed,
+            review_rounds=len(it.reviews),
+            reviews=it.reviews,
+            calls=it.calls,
+            error=it.error,
+            diff_files=it.diff_files,
+            merged_commit=it.merged_commit,
+            metrics=self.metrics.contract(),
+            notes=it.notes,
+        )
+
+    def _iterate(self, it: _Iteration) -> Outcome:
+        try:
+            if self.worktree is None:
+                self.worktree = self.ctx.repo.add_worktree(self.id, it.number)
+        except GitError as exc:
+            return self._fail(it, f"could not create the worktree: {exc.stderr or exc}")
+        wt = self.worktree
+        call = self._agent_call(it, wt, role="worker", prompt=self._prompt(), resume=True)
+        signals = parse_signals(call.parsed.text) if not call.failure else Signals()
+        decision = decide(call.failure is not None, signals, self.spec.can_plan)
+        if decision is Decision.ERROR:
+            return self._fail(it, f"{call.record.harness} failed: {call.failure}")
+        self.session_id = call.session_id
+        if signals.claims or signals.invalid_claims:
+            self._claim(it, signals)
+        adopted = self.ctx.queue.adopt_unowned(self.id)
+        if adopted:
+            it.notes.append(f"took tasks moved to current/ by the agent: {', '.join(adopted)}")
+        it.held = tuple(self.ctx.queue.owned_by(self.id))
+
+        if decision is Decision.CLAIM:
+            return Outcome.CLAIMED
+        if decision is Decision.WORKING:
+            return Outcome.WORKING
+        if decision is Decision.DONE:
+            self.status = WorkerStatus.DONE
+            self._release(it, recycle=False)
+            return Outcome.DONE
+        if decision is Decision.EXECUTOR_DONE:
+            self._release(it)
+            return Outcome.EXECUTOR_DONE
+        outcome = self._merge_flow(it, wt)
+        if outcome is Outcome.MERGED and signals.done and self.spec.can_plan:
+            self.status = WorkerStatus.DONE
+        return outcome
+
+    def _prompt(self) -> str:
+        swarm, wid = self.ctx.swarm_id, self.id
+        status = self.ctx.queue.describe()
+        if self.session_id is None:
+            self.next_prompt = None
+            return prompts.fresh(swarm, wid, status, self.spec.agent.prompt_text)
+        prompt, self.next_prompt = self.next_prompt, None
+        return prompt or prompts.resume(swarm, wid, status)
+
+    def _agent_call(
+        self, it: _Iteration, wt: Worktree, *, role: str, prompt: str, resume: bool
+    ) -> CallOutcome:
+        session = (
+            SessionMode.resume(self.session_id) if resume and self.session_id else SessionMode.new()
+        )
+        call = self.ctx.caller.call(
+            self.spec.agent,
+            role=role,
+            prompt=prompt,
+            cwd=wt.path,
+            session=session,
+            timeout=self._budget(it, self.spec.agent),
+            name=it.call_name(self.id, role),
+        )
+        it.calls.append(call.record)
+        if call.cancelled or (self.ctx.stop.is_set() and call.failure):
+            raise Interrupted
+        self._budget(it, self.spec.agent)  # a call cut by the iteration's budget: say so
+        return call
+
+    def _budget(self, it: _Iteration, agent: AgentSpec) -> float | None:
+        """A call's time limit: its own (or the swarm's default), capped by what is left of
+        the iteration's budget. Raises OutOfTime when nothing is left."""
+        limit = agent.timeout or self.ctx.caller.default_timeout
+        total = self.ctx.iteration_timeout
+        if total is None:
+            return limit
+        left = total - (time.monotonic() - it.started)
+        if left <= 0.05:
+            raise OutOfTime
+        return min(limit, left) if limit else left
+
+    def _claim(self, it: _Iteration, signals: Signals) -> None:
+        result = self.ctx.queue.claim(signals.claims, self.id)
+        result = ClaimResult(result.claimed, result.taken, result.not_found, signals.invalid_claims)
+        self.metrics.claims += len(result.claimed)
+        if result.invalid:
+            shown = ", ".join(repr(t[:60]) for t in result.invalid[:10])
+            it.notes.append(f"refused invalid task ids in CLAIM: {shown}")
+        self.next_prompt = prompts.claim_results(
+            self.ctx.swarm_id, self.id, result, self.ctx.queue.describe()
+        )
+
+    # -- merge, review -------------------------------------------------------------------------
+
+    def _merge_flow(self, it: _Iteration, wt: Worktree) -> Outcome:
+        repo = self.ctx.repo
+        repo.commit_all(wt, f"oompa: work from {wt.name}")
+        it.diff_files = tuple(repo.changed_files(wt))
+        if not it.diff_files and repo.commits_ahead(wt) == 0:
+            self._release(it)
+            return Outcome.NO_CHANGES
+        task_only = bool(it.diff_files) and all(f.startswith("tasks/") for f in it.diff_files)
+        if not task_only and not self._review(it, wt):
+            if it.error:
+                return self._fail(it, it.error)
+            self.metrics.rejections += 1
+            self._release(it)
+            return Outcome.REJECTED
+        return self._merge(it, wt)
+
+    def _review(self, it: _Iteration, wt: Worktree) -> bool:
+        reviewer = self.ctx.reviewer
+        if reviewer is None:
+            return True
+        repo = self.ctx.repo
+        feedback: list[str] = []
+        for number in range(1, MAX_REVIEW_ROUNDS + 1):
+            if number > 1:
+                repo.commit_all(wt, f"oompa: review fixes for {wt.name} (round {number - 1})")
+                it.diff_files = tuple(repo.changed_files(wt))
+            prompt = prompts.review(
+                self.ctx.swarm_id, self.id, repo.diff_text(wt), reviewer.prompt_text, feedback
+            )
+            call = self.ctx.caller.call(
+                reviewer,
+                role="reviewer",
+                prompt=prompt,
+                cwd=wt.path,
+                session=SessionMode.none(),
+                timeout=self._budget(it, reviewer),
+                name=it.call_name(self.id, "reviewer"),
+            )
+            it.calls.append(call.record)
+            if call.cancelled:
+                raise Interrupted
+            self._budget(it, reviewer)
+            if call.failure:
+                it.error = f"reviewer ({reviewer.harness}) failed: {call.failure}"
+                return False
+            verdict = parse_verdict(call.parsed.text)
+            round_ = ReviewRound(number, verdict, call.parsed.text, it.diff_files, call.record)
+            artifact = self.ctx.on_review(self.id, it.number, round_)
+            it.reviews.append(dataclasses.replace(round_, artifact=artifact))
+            self.metrics.review_rounds_total += 1
+            if verdict != "needs-changes":
+                return verdict == "approved"
+            feedback.append(call.parsed.text)
+            if number == MAX_REVIEW_ROUNDS:
+                return False
+            fix = self._agent_call(
+                it,
+                wt,
+                role="fix",
+                prompt=prompts.fix(self.ctx.swarm_id, self.id, feedback),
+                resume=True,
+            )
+            if fix.failure:
+                it.error = f"fix after review round {number} failed: {fix.failure}"
+                return False
+            self.session_id = fix.session_id or self.session_id
+        return False
+
+    def _merge(self, it: _Iteration, wt: Worktree) -> Outcome:
+        repo, queue = self.ctx.repo, self.ctx.queue
+        message = f"oompa: merge {wt.name} (swarm {self.ctx.swarm_id})"
+        with repo.merge_lock.held():
+            try:
+                it.merged_commit = repo.merge(wt, message)
+            except GitError as exc:
+                return self._fail(it, f"merge into main failed, aborted: {exc.stderr or exc}")
+            held = queue.owned_by(self.id)
+            report = queue.complete(
+                held,
+                {
+                    "completed-by": self.id,
+                    "completed-at": utc_now(),
+                    "review-rounds": len(it.reviews),
+                    "merged-commit": it.merged_commit,
+                },
+            )
+        it.completed = tuple(report.completed)
+        it.notes += report.problems
+        self.metrics.merges += 1
+        self.metrics.completed += 1
+        self._release(it, recycle=False)
+        return Outcome.MERGED
+
+    # -- endings -------------------------------------------------------------------------------
+
+    def _fail(self, it: _Iteration, error: str) -> Outcome:
+        it.error = error
+        self._release(it)
+        return Outcome.ERROR
+
+    def _release(
+        self, it: _Iteration | None = None, *, recycle: bool = True, reset_session: bool = True
+    ) -> None:
+        """End of a unit of work: recycle held tasks, drop the worktree and the session."""
+        if recycle and it is not None:
+            it.recycled = tuple(self.ctx.queue.recycle(self.ctx.queue.owned_by(self.id)))
+            self.metrics.recycled += len(it.recycled)
+        if self.worktree is not None:
+            self.ctx.repo.remove_worktree(self.worktree)
+            self.worktree = None
+        if reset_session:
+            self.session_id = None
+            self.next_prompt = None

@@ -1,0 +1,645 @@
+"""Fixtures for harness authors: the bundled fake CLIs and the real ones.
+
+- ``fake_harness``: the bundled fakes first on ``PATH`` for one test, with their own state
+  folder, invocation log and scenario (built with ``pytest_oompa.offline.fake_scenario``).
+  Tests call a fake directly (``run``, ``call``) or run a swarm with ``oompa_swarm``, which
+  then shares the same scenario, state and log. The log reads back as typed ``Invocation`` records.
+- ``real_harness``: a real CLI, opt-in with ``--oompa-real-harness=NAME[,NAME]``, found with
+  ``pytest_oompa.harnesses.real_clis.find`` (a configured folder, the install cache, then
+  ``PATH``) with its version; otherwise the test is skipped with the reason.
+- ``oompa_harness_registry``: the harness registry as a swarm of this session sees it (the
+  built-in entries plus whatever ``pytest_oompa_register_harnesses`` implementations add).
+- ``oompa_model_api``: a model API for real CLIs (None here: tests that need a model skip).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from pytest_oompa.core.paths import FAKE_NAMES, fake_bin_dir
+from pytest_oompa.engine import prompts
+from pytest_oompa.engine.markers import Signals, parse_signals, parse_verdict
+from pytest_oompa.harnesses import real_clis
+from pytest_oompa.harnesses.parsers import ParsedOutput
+from pytest_oompa.harnesses.registry import (
+    BASE_ENV,
+    HarnessCommand,
+    HarnessRegistry,
+    HarnessSpec,
+    SessionMode,
+    build_command,
+    env_matches,
+)
+from pytest_oompa.offline.fake_scenario import Scenario, as_dict
+from pytest_oompa.plugin.fixtures import FAKE_HARNESS_KEY
+
+ENV_STATE = "OOMPA_FAKE_STATE"
+ENV_SCENARIO = "OOMPA_FAKE_SCENARIO"
+ENV_LOG = "OOMPA_FAKE_LOG"
+REAL_OPTION = "--oompa-real-harness"
+REAL_ALL = "all"
+# A model each fake (and real CLI) accepts when a test names none.
+DEFAULT_MODELS: Mapping[str, str] = {
+    "claude": "sonnet",
+    "codex": "gpt-5-codex",
+    "opencode": "fake/fake-model",
+    "gemini": "gemini-2.5-pro",
+}
+ROLE_SESSIONS = {"worker": "new", "fix": "new", "reviewer": "none", "planner": "none"}
+
+
+def registry_for(config: pytest.Config) -> HarnessRegistry:
+    """The built-in entries plus what ``pytest_oompa_register_harnesses`` adds."""
+    registry = HarnessRegistry()
+    config.hook.pytest_oompa_register_harnesses(registry=registry)
+    return registry
+
+
+def default_model(harness: str) -> str:
+    return DEFAULT_MODELS.get(harness, "default")
+
+
+def prompt_for(role: str, worker: str = "w0", swarm: str = "test", text: str = "") -> str:
+    """A prompt built the way the engine builds it for ``role``, so the fakes (and a model
+    API) see the same markers: worker/fix/reviewer/planner/probe."""
+    if role == "probe":
+        return prompts.PROBE_PROMPT
+    if role == "reviewer":
+        return prompts.review(swarm, worker, text or "+ a change", "", [])
+    if role == "fix":
+        return prompts.fix(swarm, worker, [text or "- fix it"])
+    if role == "planner":
+        return prompts.planner(swarm, text, "(no tasks)", 1)
+    if role == "worker":
+        return prompts.fresh(swarm, worker, "(no tasks)", text)
+    raise ValueError(f"unknown role {role!r} (worker, fix, reviewer, planner, probe)")
+
+
+# ---------------------------------------------------------------------------------------------
+# The invocation log, typed
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One line of the fakes' invocation log (``fake_harnesses/README.md``)."""
+
+    harness: str
+    argv: tuple[str, ...]  # argv[0] is the CLI's name
+    cwd: Path
+    stdin: str | None
+    env: Mapping[str, str]  # OOMPA_*, IS_SANDBOX, *_BASE_URL; secrets redacted
+    exit_code: int | None  # None: it hung; negative: killed by that signal
+    role: str | None  # worker | fix | reviewer | planner | probe; None: refused, --version
+    worker: str | None
+    session_id: str | None
+    resumed: bool
+    call: int | None  # per (worker, role), from 1
+    swarm: str | None = None
+    model: str | None = None
+    reply: str | None = None
+    refused: str | None = None  # the first line of a refusal
+    step: str | None = None  # the scenario entry that answered, or "builtin"
+    record: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> Invocation:
+        return cls(
+            harness=str(rec.get("harness", "")),
+            argv=tuple(rec.get("argv") or ()),
+            cwd=Path(rec.get("cwd") or "."),
+            stdin=rec.get("stdin"),
+            env=dict(rec.get("env") or {}),
+            exit_code=rec.get("exit_code"),
+            role=rec.get("role"),
+            worker=rec.get("worker"),
+            session_id=rec.get("session_id"),
+            resumed=bool(rec.get("resumed")),
+            call=rec.get("call"),
+            swarm=rec.get("swarm"),
+            model=rec.get("model"),
+            reply=rec.get("reply"),
+            refused=rec.get("refused"),
+            step=rec.get("step"),
+            record=dict(rec),
+        )
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def __getitem__(self, key: str) -> Any:
+        """Any field of the raw log line (``inv["duration_ms"]``, ``inv["written"]``)."""
+        return self.record[key]
+
+
+def read_invocations(path: str | os.PathLike[str]) -> list[Invocation]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    return [Invocation.from_record(json.loads(line)) for line in lines if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------------
+# fake_harness
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FakeCall:
+    """One agent call made through the registry: what ran, what it printed, what it meant."""
+
+    command: HarnessCommand
+    proc: subprocess.CompletedProcess[str]
+    parsed: ParsedOutput
+    invocation: Invocation | None  # the fake's log line (None for a binary that is no fake)
+
+    @property
+    def exit_code(self) -> int:
+        return self.proc.returncode
+
+    @property
+    def text(self) -> str:
+        """The reply text the registry's parser extracted."""
+        return self.parsed.text
+
+    @property
+    def session_id(self) -> str | None:
+        """The session: chosen before the call, or read from its output."""
+        return self.command.session_id or self.parsed.session_id
+
+    @property
+    def signals(self) -> Signals:
+        return parse_signals(self.parsed.text)
+
+    @property
+    def verdict(self) -> str:
+        return parse_verdict(self.parsed.text)
+
+
+class FakeHarness:
+    """The bundled fakes, set up for one test. Use ``scenario`` (a ``Scenario`` builder) to
+    script them; the scenario file is rewritten on every change."""
+
+    def __init__(
+        self,
+        root: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        registry: HarnessRegistry | None = None,
+    ) -> None:
+        self.root = root
+        self.bin_dir = fake_bin_dir()
+        self.state_dir = root / "state"
+        self.log_path = root / "invocations.jsonl"
+        self.scenario_path = root / "scenario.json"
+        self.workdir = root / "work"  # the default cwd of run() and call()
+        self.registry = registry or HarnessRegistry()
+        for folder in (self.state_dir, self.workdir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._scenario = Scenario()
+        self._bind(self._scenario)
+        path = os.environ.get("PATH", "")
+        rest = [p for p in path.split(os.pathsep) if p and p != str(self.bin_dir)]
+        monkeypatch.setenv("PATH", os.pathsep.join([str(self.bin_dir), *rest]))
+        for name, value in self.env.items():
+            monkeypatch.setenv(name, value)
+
+    # -- the scenario ----------------------------------------------------------------------
+    def _bind(self, scenario: Scenario) -> None:
+        scenario.on_change(self._write_scenario)
+        self._write_scenario(scenario)
+
+    def _write_scenario(self, scenario: Scenario) -> None:
+        scenario.write(self.scenario_path)
+
+    @property
+    def scenario(self) -> Scenario:
+        """The builder the fakes follow (``fake_harness.scenario.worker("w0").on_call(1)…``)."""
+        return self._scenario
+
+    @scenario.setter
+    def scenario(self, value: Scenario | Mapping[str, Any] | str | Path | None) -> None:
+        self.use_scenario(value)
+
+    def use_scenario(self, source: Scenario | Mapping[str, Any] | str | Path | None) -> Scenario:
+        """Replace the scenario: a builder, JSON data, a JSON file, or None (built-in agent)."""
+        scenario = source if isinstance(source, Scenario) else Scenario(as_dict(source))
+        self._scenario = scenario
+        self._bind(scenario)
+        return scenario
+
+    # -- environment -----------------------------------------------------------------------
+    @property
+    def env(self) -> dict[str, str]:
+        """The variables that point a fake at this test's state, log and scenario."""
+        return {
+            ENV_STATE: str(self.state_dir),
+            ENV_LOG: str(self.log_path),
+            ENV_SCENARIO: str(self.scenario_path),
+        }
+
+    def binary(self, harness: str) -> str:
+        """Absolute path of the binary a registry entry (or a fake's name) runs."""
+        name = self.registry.get(harness).binary if harness in self.registry.names() else harness
+        found = shutil.which(name, path=os.environ.get("PATH"))
+        if found is None:
+            raise FileNotFoundError(
+                f"no {name!r} on PATH (fakes: {', '.join(FAKE_NAMES)} in {self.bin_dir})"
+            )
+        return found
+
+    # -- calling the fakes -----------------------------------------------------------------
+    def run(
+        self,
+        harness: str,
+        *argv: str,
+        cwd: str | os.PathLike[str] | None = None,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run a fake with exactly this argv (stdin closed unless ``input`` is given). It gets
+        this process's environment, the registry entry's ``env`` (claude: ``IS_SANDBOX=1``,
+        which running as root needs) and ``env``."""
+        binary = self.binary(harness)
+        folder = Path(cwd) if cwd is not None else self.workdir
+        full = {**os.environ, "PWD": str(folder)}  # opencode works in $PWD, as the engine sets
+        if harness in self.registry.names():
+            full.update(self.registry.get(harness).env)
+        full.update(env or {})
+        return subprocess.run(
+            [binary, *argv],
+            cwd=folder,
+            env=full,
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def command(
+        self,
+        harness: str,
+        *,
+        role: str = "worker",
+        worker: str = "w0",
+        prompt: str | None = None,
+        session: SessionMode | str | None = None,
+        model: str | None = None,
+        reasoning: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> HarnessCommand:
+        """The command the engine would run for this call (the registry's argv)."""
+        if isinstance(session, str):
+            session = SessionMode.resume(session)
+        if session is None:
+            session = SessionMode.new() if ROLE_SESSIONS.get(role) == "new" else SessionMode.none()
+        return build_command(
+            self.registry.get(harness),
+            prompt=prompt if prompt is not None else prompt_for(role, worker),
+            model=model or default_model(harness),
+            cwd=Path(cwd) if cwd is not None else self.workdir,
+            session=session,
+            reasoning=reasoning,
+            binary=self.binary(harness),
+        )
+
+    def call(
+        self,
+        harness: str,
+        *,
+        role: str = "worker",
+        worker: str = "w0",
+        prompt: str | None = None,
+        session: SessionMode | str | None = None,
+        model: str | None = None,
+        reasoning: str | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        timeout: float = 60,
+    ) -> FakeCall:
+        """One agent call as the engine makes it: the registry's argv for ``role`` (a new
+        session for worker and fix calls, one-shot otherwise; a string ``session`` resumes
+        it), stdin closed, the output parsed by the registry's parser."""
+        command = self.command(
+            harness,
+            role=role,
+            worker=worker,
+            prompt=prompt,
+            session=session,
+            model=model,
+            reasoning=reasoning,
+            cwd=cwd,
+        )
+        before = len(self.invocations)
+        proc = subprocess.run(
+            command.argv,
+            cwd=command.cwd,
+            env={**os.environ, "PWD": str(command.cwd), **command.env},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        spec = self.registry.get(harness)
+        parsed = spec.parse(proc.stdout) if proc.returncode == 0 else ParsedOutput(proc.stdout)
+        new = self.invocations[before:]
+        return FakeCall(command, proc, parsed, new[-1] if new else None)
+
+    # -- what the fakes did ----------------------------------------------------------------
+    @property
+    def invocations(self) -> list[Invocation]:
+        """Every fake invocation of this test (agent calls, ``--version``, refusals), in the
+        order they ended."""
+        return read_invocations(self.log_path)
+
+    @property
+    def calls(self) -> list[Invocation]:
+        """The agent calls only (a role was inferred: the fake accepted the argv)."""
+        return [i for i in self.invocations if i.role]
+
+    @property
+    def last(self) -> Invocation:
+        found = self.invocations
+        if not found:
+            raise LookupError(f"no fake was invoked yet (log: {self.log_path})")
+        return found[-1]
+
+    def session(self, harness: str, session_id: str) -> dict[str, Any] | None:
+        """A fake's stored session (``id``, ``cwd``, ``turns`` with prompt and reply)."""
+        path = self.state_dir / harness / "sessions" / f"{session_id}.json"
+        if not path.is_file():
+            return None
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        return data
+
+    def sessions(self, harness: str) -> list[dict[str, Any]]:
+        folder = self.state_dir / harness / "sessions"
+        return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
+
+
+@pytest.fixture
+def oompa_harness_registry(request: pytest.FixtureRequest) -> HarnessRegistry:
+    """The harness registry a swarm of this session uses: the built-in entries plus what
+    ``pytest_oompa_register_harnesses`` implementations (plugins, conftest.py) add."""
+    return registry_for(request.config)
+
+
+@pytest.fixture
+def fake_harness(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    oompa_harness_registry: HarnessRegistry,
+) -> Iterator[FakeHarness]:
+    """The bundled fake claude/codex/opencode/gemini first on ``PATH`` for this test, with a
+    state folder, an invocation log and a scenario of its own (``OOMPA_FAKE_*`` are set, so
+    any subprocess of the test uses them). ``oompa_swarm`` in the same test shares them."""
+    harness = FakeHarness(tmp_path / "fake-harness", monkeypatch, oompa_harness_registry)
+    request.node.stash[FAKE_HARNESS_KEY] = harness
+    yield harness
+    del request.node.stash[FAKE_HARNESS_KEY]
+
+
+# ---------------------------------------------------------------------------------------------
+# real_harness
+# ---------------------------------------------------------------------------------------------
+
+_REAL_CACHE = pytest.StashKey[dict[str, real_clis.RealCLI]]()
+
+
+def selected_real_harnesses(config: pytest.Config) -> list[str]:
+    """The names given to ``--oompa-real-harness`` (``all``: the four built-in CLIs)."""
+    raw = config.getoption("oompa_real_harness", None) or ""
+    names: list[str] = []
+    for part in str(raw).split(","):
+        name = part.strip()
+        if name == REAL_ALL:
+            names += [n for n in real_clis.NAMES if n not in names]
+        elif name and name not in names:
+            names.append(name)
+    return names
+
+
+def find_real(config: pytest.Config, binary: str) -> real_clis.RealCLI:
+    """``real_clis.find`` once per session and binary (reading a version takes a second)."""
+    cache = config.stash.setdefault(_REAL_CACHE, {})
+    if binary not in cache:
+        cache[binary] = real_clis.find(binary, config.getoption("oompa_real_harness_dir"))
+    return cache[binary]
+
+
+def real_skip_reason(config: pytest.Config, name: str) -> str | None:
+    """Why the real ``name`` is not used in this session, or None when it is selected."""
+    if name not in selected_real_harnesses(config):
+        return (
+            f"the real {name!r} CLI is not selected: run with {REAL_OPTION}={name} "
+            f"(or {REAL_OPTION}={REAL_ALL})"
+        )
+    return None
+
+
+class ModelAPI(Protocol):
+    """A model API a real CLI can be pointed at (the loopback model API), for the checks
+    that need a model. ``oompa_model_api`` returns one, or None."""
+
+    def environment(self, harness: str, home: Path) -> Mapping[str, str]:
+        """Variables (and files written under ``home``) that send ``harness`` to this API."""
+        ...
+
+    def script(self, match: str, replies: Sequence[ModelReply]) -> None:
+        """Answer the conversation whose first prompt contains ``match`` with ``replies``,
+        one per call (a resumed session continues with the next one)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    """What the model answers in one call: files its agent writes (relative to its working
+    directory, with the CLI's own tool) and then the reply text."""
+
+    text: str
+    writes: Mapping[str, str] = field(default_factory=dict)
+
+
+NEEDS_MODEL = "needs a model API (see the loopback model API)"
+
+
+@dataclass
+class RealHarness:
+    """A real CLI found on this machine, run in a throwaway HOME (no credentials, no user
+    config) unless told otherwise."""
+
+    name: str
+    path: Path
+    version: str
+    home: Path
+    spec: HarnessSpec | None = None
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.path.parent
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """PATH (this CLI's folder first), locale, proxies and certificates from this process;
+        HOME and the XDG folders in the throwaway HOME; the registry entry's ``env``; then
+        ``extra``. API keys and tokens of this process are not passed."""
+        keep = tuple(p for p in BASE_ENV if p not in ("HOME", "XDG_*"))
+        env = {k: v for k, v in os.environ.items() if env_matches(k, keep)}
+        env["PATH"] = os.pathsep.join([str(self.bin_dir), os.environ.get("PATH", "")])
+        env["HOME"] = str(self.home)
+        for var, rel in (
+            ("XDG_CONFIG_HOME", ".config"),
+            ("XDG_DATA_HOME", ".local/share"),
+            ("XDG_STATE_HOME", ".local/state"),
+            ("XDG_CACHE_HOME", ".cache"),
+        ):
+            (self.home / rel).mkdir(parents=True, exist_ok=True)
+            env[var] = str(self.home / rel)
+        if self.spec is not None:
+            env.update(self.spec.env)
+        env.update(extra or {})
+        return env
+
+    def run(
+        self,
+        *argv: str,
+        cwd: str | os.PathLike[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        input: str | None = None,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the real CLI with ``argv`` (stdin closed unless ``input`` is given)."""
+        folder = Path(cwd) if cwd is not None else self.home
+        return subprocess.run(
+            [str(self.path), *argv],
+            cwd=folder,
+            env={"PWD": str(folder), **self.env(env)},
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+def real_harness_for(
+    config: pytest.Config, name: str, home: Path, registry: HarnessRegistry | None = None
+) -> RealHarness:
+    """The real ``name`` for a test, or ``pytest.skip`` with the reason."""
+    reason = real_skip_reason(config, name)
+    if reason:
+        pytest.skip(reason)
+    spec = registry.get(name) if registry is not None and name in registry.names() else None
+    found = find_real(config, spec.binary if spec is not None else name)
+    if not found.available:
+        pytest.skip(found.skip_reason or f"the real {name!r} CLI is not usable")
+    assert found.path is not None and found.version is not None
+    home.mkdir(parents=True, exist_ok=True)
+    return RealHarness(name, found.path, found.version, home, spec)
+
+
+@pytest.fixture
+def real_harness(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    oompa_harness_registry: HarnessRegistry,
+) -> RealHarness:
+    """A real CLI and its version; opt-in with ``--oompa-real-harness=NAME[,NAME]``.
+
+    Parametrize it by name (``@pytest.mark.parametrize("real_harness", ["claude"],
+    indirect=True)``); unparametrized, a test runs once per selected name. A CLI that is not
+    selected, not installed or broken skips the test with the reason."""
+    name = getattr(request, "param", None)
+    if name is None:
+        pytest.skip(
+            f"no real harness selected: run with {REAL_OPTION}=NAME[,NAME] "
+            f"({', '.join(real_clis.NAMES)} or {REAL_ALL})"
+        )
+    return real_harness_for(
+        request.config, str(name), tmp_path / "real-home", oompa_harness_registry
+    )
+
+
+@pytest.fixture
+def oompa_model_api(pytestconfig: pytest.Config) -> Iterator[ModelAPI | None]:
+    """The model API the real CLIs' model checks talk to: with --oompa-fake-api, the loopback
+    fake model API (pytest_oompa.offline.fake_api), scripted by each check; else None, and those
+    checks skip with the reason. A conftest.py may override it with another API."""
+    if not pytestconfig.getoption("oompa_fake_api"):
+        yield None
+        return
+    from pytest_oompa.offline.fake_api import FakeModelAPI
+
+    with FakeModelAPI() as api:
+        yield api.as_model_api()
+
+
+# ---------------------------------------------------------------------------------------------
+# hooks: options, markers, parametrizing real_harness
+# ---------------------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("oompa")
+    group.addoption(
+        REAL_OPTION,
+        dest="oompa_real_harness",
+        metavar="NAME[,NAME]",
+        default=None,
+        help="Let tests use these real agent CLIs (real_harness, the contract suite): names "
+        f"such as claude,codex, or '{REAL_ALL}' (default: none; those tests skip).",
+    )
+    group.addoption(
+        "--oompa-fake-api",
+        dest="oompa_fake_api",
+        action="store_true",
+        default=False,
+        help="Give the real CLIs the loopback fake model API (pytest_oompa.offline.fake_api): the "
+        "contract suite's model checks run against it (default: off; those checks skip).",
+    )
+    group.addoption(
+        "--oompa-real-harness-dir",
+        dest="oompa_real_harness_dir",
+        metavar="DIR",
+        default=None,
+        help="Look for the real CLIs in DIR first (an install folder of .ci/install-clis or a "
+        "bin folder), then OOMPA_CLIS_DIR, the install cache and PATH.",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "oompa_repo(template=None, tasks=(), files=None): seed the oompa_repo fixture's "
+        "repository with a template folder's files (relative to the test file), task ids or "
+        "task objects in tasks/pending/, and files; committed on main.",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """An unparametrized ``real_harness`` runs once per name selected on the command line."""
+    if "real_harness" not in metafunc.fixturenames:
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "real_harness" in names:
+            return
+    selected = selected_real_harnesses(metafunc.config)
+    if selected:
+        metafunc.parametrize("real_harness", selected, indirect=True, ids=selected)

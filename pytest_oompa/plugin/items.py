@@ -1,0 +1,197 @@
+"""The collected tree of a swarm: ``oompa.json`` -> ``w0`` -> ``i1``, plus ``planner``.
+
+Items do not run anything themselves: the swarm runs every worker at once in the background,
+and each item reports the result of its iteration when it is known (see swarm_session.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_oompa.core.results import CallRecord, IterationResult, PlannerResult
+
+if TYPE_CHECKING:
+    from pytest_oompa.core.config import SwarmConfig
+    from pytest_oompa.plugin.session import SwarmSession
+
+SESSION_KEY = pytest.StashKey["SwarmSession"]()
+ARG_SHOWN = 120
+
+
+class IterationFailure(Exception):
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class SwarmFile(pytest.File):
+    def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
+        config: SwarmConfig = self.session_state.swarm_config
+        if config.planner is not None:
+            yield PlannerItem.from_parent(self, name="planner")
+        for worker in config.workers:
+            yield WorkerNode.from_parent(self, name=worker.id)
+        if self.session_state.gate.active:
+            yield GateItem.from_parent(self, name="gate")
+
+    @property
+    def session_state(self) -> SwarmSession:
+        return self.config.stash[SESSION_KEY]
+
+
+class WorkerNode(pytest.Collector):
+    def collect(self) -> Iterator[pytest.Item]:
+        spec = next(w for w in self.session_state.swarm_config.workers if w.id == self.name)
+        for n in range(1, spec.iterations + 1):
+            yield IterationItem.from_parent(self, name=f"i{n}", worker_id=spec.id, iteration=n)
+
+    @property
+    def session_state(self) -> SwarmSession:
+        return self.config.stash[SESSION_KEY]
+
+
+class OompaItem(pytest.Item):
+    key: Any
+
+    @property
+    def session_state(self) -> SwarmSession:
+        return self.config.stash[SESSION_KEY]
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, IterationFailure):
+            return excinfo.value.text
+        return super().repr_failure(excinfo)
+
+
+class IterationItem(OompaItem):
+    def __init__(self, *, worker_id: str, iteration: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.worker_id = worker_id
+        self.iteration = iteration
+        self.key = (worker_id, iteration)
+
+    def runtest(self) -> None:
+        state = self.session_state
+        result = state.iteration_results.get(self.key)
+        if result is None:
+            pytest.skip(state.unreached_reason(self.worker_id, self.iteration))
+        self.user_properties.extend(_properties(state.swarm_id, result))
+        verdict = state.swarm_config.outcomes[result.outcome.value]
+        if verdict == "pass":
+            return
+        text = describe_failure(result, state.relative(result.artifact))
+        if verdict == "skip":
+            pytest.skip(text)
+        if verdict == "xfail":
+            pytest.xfail(text)
+        raise IterationFailure(text)
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, f"{self.worker_id} iteration {self.iteration}"
+
+
+class GateItem(OompaItem):
+    """The swarm-level verdict: each threshold of the gate with the value it measured."""
+
+    key = "gate"
+
+    def runtest(self) -> None:
+        state = self.session_state
+        result = state.result
+        if result is None or result.interrupted:
+            pytest.skip("the swarm was stopped before its end: no gate verdict")
+        checks = result.gate
+        self.user_properties += [(f"gate_{c.name}", c.measured) for c in checks]
+        failed = [c for c in checks if not c.ok]
+        if failed:
+            lines = ["gate failed:", *(f"  {c}" for c in checks)]
+            raise IterationFailure("\n".join(lines))
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, "gate"
+
+
+class PlannerItem(OompaItem):
+    key = "planner"
+
+    def runtest(self) -> None:
+        state = self.session_state
+        result: PlannerResult | None = state.planner_result
+        if result is None:
+            pytest.skip("the planner did not run (the swarm stopped first)")
+        self.user_properties += [
+            ("swarm_id", state.swarm_id),
+            ("tasks_created", result.tasks_created),
+        ]
+        if not result.ran:
+            pytest.skip(f"planner skipped: {result.skipped_reason}")
+        if result.error:
+            lines = [f"planner: {result.error}", *result.notes]
+            if result.call:
+                lines += _call_lines(result.call)
+            raise IterationFailure("\n".join(lines))
+
+    def reportinfo(self) -> tuple[Any, int | None, str]:
+        return self.path, None, "planner"
+
+
+def _properties(swarm_id: str, r: IterationResult) -> list[tuple[str, object]]:
+    return [
+        ("swarm_id", swarm_id),
+        ("worker", r.worker_id),
+        ("iteration", r.iteration),
+        ("outcome", r.outcome.value),
+        ("task_id", r.task_ids[0] if r.task_ids else ""),
+        ("review_rounds", r.review_rounds),
+        ("duration_ms", r.duration_ms),
+        ("artifact", str(r.artifact or "")),
+    ]
+
+
+def _shorten(arg: str) -> str:
+    if len(arg) <= ARG_SHOWN and "\n" not in arg:
+        return arg
+    return f"<{len(arg)} chars: {arg[:40].splitlines()[0]!r}…>"
+
+
+def _indent(text: str, lines: int = 15) -> list[str]:
+    tail = text.rstrip().splitlines()[-lines:]
+    return [f"    {line}" for line in tail] or ["    (empty)"]
+
+
+def _call_lines(call: CallRecord) -> list[str]:
+    out = [
+        f"  {call.role} call: {call.harness}, exit code {call.exit_code}, {call.duration_ms} ms"
+        + (f" ({call.failure})" if call.failure and "exit code" not in call.failure else ""),
+        f"    argv: {' '.join(_shorten(a) for a in call.argv)}",
+        f"    cwd:  {call.cwd}",
+    ]
+    if call.stderr_tail.strip():
+        out += ["    stderr (tail):", *(f"  {x}" for x in _indent(call.stderr_tail))]
+    if call.failure and call.stdout_tail.strip():
+        out += ["    stdout (tail):", *(f"  {x}" for x in _indent(call.stdout_tail))]
+    return out
+
+
+def describe_failure(r: IterationResult, artifact: str) -> str:
+    lines = [f"{r.worker_id} iteration {r.iteration}: {r.outcome.value}"]
+    if r.error:
+        lines.append(f"  {r.error}")
+    for call in r.calls:
+        if call.failure or call is r.calls[-1]:
+            lines += _call_lines(call)
+    for review in r.reviews:
+        lines.append(f"  review round {review.round}: {review.verdict}")
+        lines += [f"  {x}" for x in _indent(review.output, 8)]
+    if r.diff_files:
+        lines.append(f"  diff files: {', '.join(r.diff_files)}")
+    if r.task_ids:
+        lines.append(f"  tasks held: {', '.join(r.task_ids)}")
+    if r.recycled:
+        lines.append(f"  recycled to pending: {', '.join(r.recycled)}")
+    lines += [f"  note: {n}" for n in r.notes]
+    lines.append(f"  artifact: {artifact}")
+    return "\n".join(lines)

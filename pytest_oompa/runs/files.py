@@ -1,0 +1,97 @@
+"""Which schema each file under ``runs/`` follows, and reading them back validated.
+
+One table for the whole folder, so the reader, the report, the fixtures and the tests agree on
+what every file is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pytest_oompa.runs.artifacts import ArtifactError, read_artifact, validate_artifact
+
+# relative path inside runs/{swarm-id}/ -> kind; a folder entry covers its *.json files
+_RUN_FILES = {
+    "run.json": "run",
+    "live-summary.json": "live-summary",
+    "summary.json": "summary",
+    "oompa-run.json": "oompa-run",
+    "heartbeat.json": "heartbeat",
+}
+_RUN_FOLDERS = {"iterations": "iteration", "reviews": "review", "calls": "calls", "errors": "error"}
+# relative path inside runs/ -> kind
+_RUNS_FILES = {"index.json": "index", "metrics-summary.json": "metrics-summary"}
+# files with one JSON document per line
+_LINE_FILES = {"metrics.jsonl": "metrics-line"}
+_LINE_FOLDERS = {"commands": "command-event"}
+# our own files that are not artifacts: the lock of the runs folder, the HTML report
+IGNORED = {".oompa.lock", "report.html"}
+
+
+def kind_for(relpath: str) -> tuple[str, bool] | None:
+    """(kind, one document per line) for a path relative to the runs folder; None when the
+    file is not one of ours."""
+    parts = PurePosixPath(relpath).parts
+    if len(parts) == 1:
+        name = parts[0]
+        if name in _RUNS_FILES:
+            return _RUNS_FILES[name], False
+        if name in _LINE_FILES:
+            return _LINE_FILES[name], True
+        return None
+    inside = parts[1:]
+    if len(inside) == 1 and inside[0] in _RUN_FILES:
+        return _RUN_FILES[inside[0]], False
+    if len(inside) == 2:
+        folder, name = inside
+        if folder in _RUN_FOLDERS and name.endswith(".json"):
+            return _RUN_FOLDERS[folder], False
+        if folder in _LINE_FOLDERS and name.endswith(".ndjson"):
+            return _LINE_FOLDERS[folder], True
+    return None
+
+
+def read_lines(path: Path, kind: str) -> list[dict[str, Any]]:
+    """An NDJSON file, every line validated; the first bad line raises ArtifactError."""
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                data = json.loads(line)
+            except ValueError as exc:
+                message = f"{where}: not valid JSON ({exc})"
+                raise ArtifactError(message, kind=kind, where=where) from None
+            validate_artifact(kind, data, where=where)
+            out.append(data)
+    return out
+
+
+def read_any(runs_dir: Path, path: Path) -> Any:
+    """Read one file under ``runs_dir`` validated against its schema (its lines, for NDJSON)."""
+    rel = path.relative_to(runs_dir).as_posix()
+    found = kind_for(rel)
+    if found is None:
+        raise ArtifactError(f"{path}: not a pytest-oompa run file", where=str(path))
+    kind, per_line = found
+    return read_lines(path, kind) if per_line else read_artifact(path, kind)
+
+
+def check_tree(runs_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """Read and validate every file under ``runs_dir``: (data by relative path, problems).
+    A file that is not one of ours is a problem too: nothing unaccounted-for lands there."""
+    found: dict[str, Any] = {}
+    problems: list[str] = []
+    for path in sorted(p for p in runs_dir.rglob("*") if p.is_file()):
+        rel = path.relative_to(runs_dir).as_posix()
+        if path.name in IGNORED:
+            continue
+        try:
+            found[rel] = read_any(runs_dir, path)
+        except (ArtifactError, OSError, UnicodeDecodeError) as exc:
+            problems.append(str(exc))
+    return found, problems

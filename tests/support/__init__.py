@@ -1,0 +1,1 @@
+"""Helpers shared by the test modules: contract checks and terminal/signal set-up."""
