@@ -17,14 +17,11 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
+from pytest_oompa.core.locks import SharedLock
 
 MAIN = "main"
 _TRANSIENT = re.compile(
@@ -58,23 +55,6 @@ class Worktree:
     name: str  # w0-i3
 
 
-class RepoLock:
-    """A lock held by one thread of one process at a time, on one repo.
-
-    ``filelock`` gives the cross-process part (flock on a file in .git); the threading lock in
-    front keeps threads of this process from queueing on the file descriptor.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._thread_lock = threading.Lock()
-        self._file_lock = FileLock(str(path), thread_local=False)
-
-    @contextmanager
-    def held(self) -> Iterator[None]:
-        with self._thread_lock, self._file_lock:
-            yield
-
-
 class Repo:
     """The project repository: the root working tree on ``main`` plus iteration worktrees."""
 
@@ -84,8 +64,8 @@ class Repo:
         self.calls = 0  # git spawns, for benchmarks and tests
         self._git_dir: Path | None = None
         self._is_repo = False
-        self._worktree_lock: RepoLock | None = None
-        self._merge_lock: RepoLock | None = None
+        self._worktree_lock: SharedLock | None = None
+        self._merge_lock: SharedLock | None = None
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -112,17 +92,17 @@ class Repo:
             self._git_dir = Path(out)
         return self._git_dir
 
-    def _lock(self, name: str) -> RepoLock:
-        return RepoLock(self.git_dir / f"oompa-{name}.lock")
+    def _lock(self, name: str) -> SharedLock:
+        return SharedLock(self.git_dir / f"oompa-{name}.lock")
 
     @property
-    def worktree_lock(self) -> RepoLock:
+    def worktree_lock(self) -> SharedLock:
         if self._worktree_lock is None:
             self._worktree_lock = self._lock("worktree")
         return self._worktree_lock
 
     @property
-    def merge_lock(self) -> RepoLock:
+    def merge_lock(self) -> SharedLock:
         if self._merge_lock is None:
             self._merge_lock = self._lock("merge")
         return self._merge_lock
@@ -191,7 +171,7 @@ class Repo:
     def commit_paths(self, message: str, *paths: str) -> bool:
         """Commit the changes under ``paths`` in the root tree to main, if there are any;
         under the merge lock, so no merge runs in between. True if it committed."""
-        with self.merge_lock.held():
+        with self.merge_lock:
             if not self.dirty_paths(None, *paths):
                 return False
             self.git("add", "-A", "--", *paths)
@@ -205,7 +185,7 @@ class Repo:
         delay = 0.02
         for attempt in range(attempts):
             try:
-                with self.worktree_lock.held():
+                with self.worktree_lock:
                     return self.git(*args)
             except GitError as exc:
                 if attempt == attempts - 1 or not _TRANSIENT.search(exc.stderr):
@@ -229,7 +209,7 @@ class Repo:
 
     def remove_worktree(self, wt: Worktree) -> None:
         """Remove the worktree and its branch; tolerant of either being gone already."""
-        with self.worktree_lock.held():
+        with self.worktree_lock:
             if wt.path.exists():
                 self.git("worktree", "remove", "--force", "--force", str(wt.path), check=False)
             if wt.path.exists():  # not a registered worktree (half-made): plain delete

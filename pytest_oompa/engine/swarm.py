@@ -15,15 +15,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMappin
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
-
-from filelock import FileLock
 
 from pytest_oompa.core import paths
 from pytest_oompa.core.config import SwarmConfig
 from pytest_oompa.core.gate import Check, GateFacts, GateSection
 from pytest_oompa.core.gate import evaluate as evaluate_gate
 from pytest_oompa.core.gate import passed as gate_passed
+from pytest_oompa.core.locks import SharedLock
 from pytest_oompa.core.results import (
     CallRecord,
     IterationResult,
@@ -504,33 +502,6 @@ class Swarm:
 # -- a run several processes share ------------------------------------------------------------
 
 
-class _SharedLock:
-    """A lock held by one thread of one process at a time (a thread lock, then a file lock)."""
-
-    def __init__(self, path: Path) -> None:
-        self._thread_lock = threading.Lock()
-        self._file_lock = FileLock(str(path), thread_local=False)
-
-    def __enter__(self) -> None:
-        self._thread_lock.acquire()
-        try:
-            self._file_lock.acquire()
-        except BaseException:
-            self._thread_lock.release()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            self._file_lock.release()
-        finally:
-            self._thread_lock.release()
-
-
 class _TaskOwners(MutableMapping[str, str]):
     """Task id -> the worker holding it, one file per task in a folder every process of the
     run shares (read and written under the queue's cross-process lock)."""
@@ -571,5 +542,5 @@ class SharedTaskQueue(TaskQueue):
 
     def __init__(self, project_root: Path, shared_dir: Path) -> None:
         super().__init__(project_root)
-        self._lock = _SharedLock(shared_dir / "tasks.lock")  # type: ignore[assignment]
+        self._lock = SharedLock(shared_dir / "tasks.lock")  # type: ignore[assignment]
         self._owners = _TaskOwners(shared_dir / "task-owners")  # type: ignore[assignment]

@@ -394,7 +394,7 @@ class WorkerRunner:
     def _merge(self, it: _Iteration, wt: Worktree) -> Outcome:
         repo, queue = self.ctx.repo, self.ctx.queue
         message = f"oompa: merge {wt.name} (swarm {self.ctx.swarm_id})"
-        with repo.merge_lock.held():
+        with repo.merge_lock:
             try:
                 it.merged_commit = repo.merge(wt, message)
             except GitError as exc:

@@ -29,11 +29,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
 from jsonschema import Draft7Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
 from pytest_oompa.core.atomic import atomic_write_text, dumps_json
+from pytest_oompa.core.locks import SharedLock
 from pytest_oompa.core.paths import bundled
 
 __all__ = [
@@ -284,21 +284,23 @@ class ArtifactStore:
         self.swarm_id = check_id(swarm_id, what="swarm id", where=f"{runs_dir}/")
         self.runs_dir = Path(runs_dir)
         self.run_dir: Path = self.runs_dir / swarm_id
-        self._lock = threading.Lock()
-        self._shared = FileLock(str(shared_lock), thread_local=False) if shared_lock else None
+        # Shared mode: one lock for this process's threads and the run's other processes.
+        self._lock: SharedLock | threading.Lock = (
+            SharedLock(shared_lock) if shared_lock else threading.Lock()
+        )
+        self._shared = shared_lock is not None
         self._workers: dict[str, dict[str, Any]] = {}
         self._finished = False
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """This process's lock, then (shared mode) the run's cross-process one."""
-        with self._lock, self._shared if self._shared is not None else contextlib.nullcontext():
+        with self._lock:
             yield
 
     def _live_workers(self, path: Path) -> dict[str, dict[str, Any]]:
         """The workers of the live summary: on disk when processes share the run (every
         process's entries), else this store's own."""
-        if self._shared is None:
+        if not self._shared:
             return self._workers
         try:
             return dict(read_artifact(path, "live-summary")["workers"])
@@ -426,7 +428,7 @@ class ArtifactStore:
         with self._locked():
             if self._finished:
                 return path
-            if self._shared is not None and self.path_for("summary").exists():
+            if self._shared and self.path_for("summary").exists():
                 self._finished = True  # another process ended the run
                 return path
             now = utc_now_iso()
