@@ -27,7 +27,7 @@ from support.terminal import default_sigint
 from pytest_oompa.engine.swarm import SharedTaskQueue
 from pytest_oompa.engine.tasks import TaskQueue
 from pytest_oompa.plugin.fixtures import GitRepo
-from pytest_oompa.plugin.xdist import assign, parse_collection
+from pytest_oompa.plugin.xdist.assignment import assign, parse_collection
 from pytest_oompa.runs.artifacts import ArtifactStore
 from pytest_oompa.runs.files import IGNORED
 
