@@ -16,16 +16,9 @@ from pytest_oompa.core.atomic import atomic_write_text, dumps_json
 from pytest_oompa.core.config import AgentSpec
 from pytest_oompa.core.results import CallRecord
 from pytest_oompa.engine.processes import ProcessSupervisor, ProcResult
-from pytest_oompa.harnesses.parsers import ParsedOutput
-from pytest_oompa.harnesses.registry import (
-    BASE_ENV,
-    HarnessCommand,
-    HarnessRegistry,
-    HarnessSpec,
-    SessionMode,
-    build_command,
-    env_matches,
-)
+from pytest_oompa.harnesses.output import ParsedOutput
+from pytest_oompa.harnesses.registry import BASE_ENV, HarnessRegistry, env_matches
+from pytest_oompa.harnesses.spec import HarnessCommand, HarnessSpec, SessionMode, build_command
 from pytest_oompa.runs.artifacts import utc_now_iso, validate_artifact
 from pytest_oompa.runs.commandlog import CommandLog
 

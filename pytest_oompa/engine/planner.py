@@ -10,7 +10,7 @@ from pytest_oompa.core.config import PlannerSpec
 from pytest_oompa.core.results import PlannerResult
 from pytest_oompa.engine import prompts
 from pytest_oompa.engine.worker import SwarmContext
-from pytest_oompa.harnesses.registry import SessionMode
+from pytest_oompa.harnesses.spec import SessionMode
 
 
 def run_planner(ctx: SwarmContext, spec: PlannerSpec) -> PlannerResult:

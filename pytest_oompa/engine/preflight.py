@@ -11,7 +11,7 @@ from pytest_oompa.core.results import CallRecord
 from pytest_oompa.engine.calls import HarnessCaller
 from pytest_oompa.engine.git import MAIN, Repo
 from pytest_oompa.engine.prompts import PROBE_PROMPT
-from pytest_oompa.harnesses.registry import SessionMode
+from pytest_oompa.harnesses.spec import SessionMode
 
 PROBE_TIMEOUT = 30.0
 VERSION_TIMEOUT = 10.0

@@ -43,8 +43,9 @@ from pytest_oompa.engine.preflight import (
 from pytest_oompa.engine.processes import ProcessSupervisor
 from pytest_oompa.engine.tasks import TaskQueue, valid_task_id
 from pytest_oompa.engine.worker import SwarmContext, WorkerRunner, utc_now
-from pytest_oompa.harnesses.registry import HarnessCommand, HarnessRegistry
-from pytest_oompa.report.page import write_report
+from pytest_oompa.harnesses.registry import HarnessRegistry
+from pytest_oompa.harnesses.spec import HarnessCommand
+from pytest_oompa.report import write_report
 from pytest_oompa.runs.artifacts import ArtifactStore
 from pytest_oompa.runs.recorder import Recorder
 from pytest_oompa.runs.tracking import (

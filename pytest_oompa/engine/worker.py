@@ -34,7 +34,7 @@ from pytest_oompa.engine.calls import CallOutcome, HarnessCaller
 from pytest_oompa.engine.git import GitError, Repo, Worktree
 from pytest_oompa.engine.markers import Signals, parse_signals, parse_verdict
 from pytest_oompa.engine.tasks import ClaimResult, TaskQueue
-from pytest_oompa.harnesses.registry import SessionMode
+from pytest_oompa.harnesses.spec import SessionMode
 
 MAX_CONSECUTIVE_ERRORS = 3
 MAX_REVIEW_ROUNDS = 3

@@ -4,39 +4,37 @@ loopback fake model API (``pytest_oompa.offline.fake_api``) and nothing else.
 - ``find(name)`` looks for a real CLI (never one of the bundled fakes) in a configured folder,
   the install cache of ``.ci/install-clis``, then ``PATH``, and reads its ``--version``; the
   result says why it cannot be used when it cannot (the skip reason).
-- ``RECIPES`` holds, per harness, as data, the environment and config files that send the CLI
-  to a base URL on 127.0.0.1 with telemetry, update checks and retries off; ``environment()``
-  applies them into a private HOME. The facts come from SPEC-harnesses.md and were checked
-  against the pinned versions below.
+- ``RECIPES`` (each registry entry's ``recipe``) holds, per harness, as data, the environment
+  and config files that send the CLI to a base URL on 127.0.0.1 with telemetry, update checks
+  and retries off; ``environment()`` applies them into a private HOME. The facts come from
+  SPEC-harnesses.md and were checked against the pinned versions of the registry entries.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from pytest_oompa.harnesses.registry import HarnessCommand
+from pytest_oompa.harnesses.registry import BUILTIN_HARNESSES
+from pytest_oompa.harnesses.spec import Recipe, fill
 
-# Keep in step with .ci/install-clis.
+if TYPE_CHECKING:
+    from pytest_oompa.harnesses.spec import HarnessCommand
+
+# The pinned packages and versions, from the registry entries. Keep in step with
+# .ci/install-clis (a test compares them).
 PINNED: Mapping[str, tuple[str, str]] = MappingProxyType(
-    {
-        "claude": ("@anthropic-ai/claude-code", "2.1.197"),
-        "codex": ("@openai/codex", "0.169.0"),
-        "opencode": ("opencode-ai", "1.18.33"),
-        "gemini": ("@google/gemini-cli", "0.61.0"),
-    }
+    {s.name: (s.real.package, s.real.version) for s in BUILTIN_HARNESSES if s.real is not None}
 )
 NAMES = tuple(PINNED)
 DIR_ENV = "OOMPA_CLIS_DIR"  # the install folder (.ci/install-clis DIR), or its bin folder
@@ -186,140 +184,9 @@ NO_NETWORK_EXTRAS: Mapping[str, str] = MappingProxyType(
 )
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """What one real CLI needs to talk to the fake API: environment and files in HOME."""
-
-    harness: str
-    env: Mapping[str, str]
-    files: Mapping[str, str] = field(default_factory=dict)  # path relative to HOME -> content
-    api: str = ""  # the wire protocol the fake API must speak for it
-    notes: str = ""
-
-    def render(self, base_url: str, home: Path) -> tuple[dict[str, str], dict[str, str]]:
-        env = {k: _fill(v, base_url, home) for k, v in self.env.items()}
-        files = {k: _fill(v, base_url, home) for k, v in self.files.items()}
-        return env, files
-
-
-def _fill(template: str, base_url: str, home: Path) -> str:
-    return template.replace("{base_url}", base_url.rstrip("/")).replace("{home}", str(home))
-
-
-_CODEX_CONFIG = """\
-# oompa: codex against the loopback fake model API only
-model_provider = "fake"
-check_for_update_on_startup = false
-
-[model_providers.fake]
-name = "oompa fake"
-base_url = "{base_url}/v1"
-env_key = "FAKE_API_KEY"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-stream_idle_timeout_ms = 300000
-
-[features]
-plugins = false
-unbounded_connection_retries = false
-
-[analytics]
-enabled = false
-
-[otel]
-exporter = "none"
-"""
-
-_OPENCODE_CONFIG = {
-    "$schema": "https://opencode.ai/config.json",
-    "provider": {
-        "fake": {
-            "npm": "@ai-sdk/openai-compatible",
-            "name": "oompa fake",
-            "options": {"baseURL": "{base_url}/v1", "apiKey": "x"},
-            "models": {"fake-model": {"name": "fake model"}},
-        }
-    },
-    "model": "fake/fake-model",
-    "small_model": "fake/fake-model",
-    "autoupdate": False,
-    "share": "disabled",
-}
-
-_GEMINI_SETTINGS = {
-    "security": {"auth": {"selectedType": "gemini-api-key"}},
-    "privacy": {"usageStatisticsEnabled": False},
-    "general": {
-        "enableAutoUpdate": False,
-        "enableAutoUpdateNotification": False,
-        "maxAttempts": 1,
-        "retryFetchErrors": False,
-    },
-    "telemetry": {"enabled": False},
-}
-
+# The built-in CLIs' fake-API recipes, from their registry entries.
 RECIPES: Mapping[str, Recipe] = MappingProxyType(
-    {
-        "claude": Recipe(
-            "claude",
-            env=MappingProxyType(
-                {
-                    "ANTHROPIC_BASE_URL": "{base_url}",
-                    "ANTHROPIC_API_KEY": "x",
-                    "CLAUDE_CONFIG_DIR": "{home}/.claude",
-                    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-                    "DISABLE_AUTOUPDATER": "1",
-                    "DISABLE_TELEMETRY": "1",
-                    "DISABLE_ERROR_REPORTING": "1",
-                    "CLAUDE_CODE_MAX_RETRIES": "0",
-                    "CLAUDE_CODE_DISABLE_NONSTREAMING_FALLBACK": "1",
-                    "IS_SANDBOX": "1",
-                }
-            ),
-            api="anthropic",
-            notes="Anthropic Messages (SSE) at /v1/messages; also HEAD /",
-        ),
-        "codex": Recipe(
-            "codex",
-            env=MappingProxyType({"CODEX_HOME": "{home}/.codex", "FAKE_API_KEY": "x"}),
-            files=MappingProxyType({".codex/config.toml": _CODEX_CONFIG}),
-            api="responses",
-            notes="OpenAI Responses (SSE) at /v1/responses; OPENAI_BASE_URL is ignored",
-        ),
-        "opencode": Recipe(
-            "opencode",
-            env=MappingProxyType(
-                {
-                    "OPENCODE_CONFIG_CONTENT": json.dumps(_OPENCODE_CONFIG),
-                    "OPENCODE_DISABLE_MODELS_FETCH": "1",
-                    "OPENCODE_DISABLE_AUTOUPDATE": "1",
-                    "OPENCODE_DISABLE_SHARE": "1",
-                    "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
-                    # opencode installs @opencode-ai/plugin into its config dir in the
-                    # background with its built-in npm client: offline, it just logs a warning.
-                    "npm_config_offline": "true",
-                }
-            ),
-            api="chat",
-            notes="OpenAI Chat Completions (SSE) at /v1/chat/completions; a title call first",
-        ),
-        "gemini": Recipe(
-            "gemini",
-            env=MappingProxyType(
-                {
-                    "GOOGLE_GEMINI_BASE_URL": "{base_url}",
-                    "GEMINI_API_KEY": "x",
-                    "GEMINI_CLI_NO_RELAUNCH": "true",
-                }
-            ),
-            files=MappingProxyType(
-                {".gemini/settings.json": json.dumps(_GEMINI_SETTINGS, indent=2) + "\n"}
-            ),
-            api="gemini",
-            notes="Gemini streamGenerateContent (SSE); always pass -m",
-        ),
-    }
+    {s.name: s.recipe for s in BUILTIN_HARNESSES if s.recipe is not None}
 )
 
 # Shared by every recipe: a private HOME and XDG dirs, and a git identity for the agent's
@@ -359,7 +226,7 @@ def environment(
     environment serves a swarm that mixes CLIs."""
     home = Path(home)
     names = list(harnesses) if harnesses is not None else list(RECIPES)
-    env = {k: _fill(v, base_url, home) for k, v in _COMMON_ENV.items()}
+    env = {k: fill(v, base_url, home) for k, v in _COMMON_ENV.items()}
     files = {".gitconfig": _GITCONFIG}
     for name in names:
         recipe_env, recipe_files = RECIPES[name].render(base_url, home)

@@ -42,7 +42,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pytest_oompa.core.config import AgentSpec
     from pytest_oompa.core.results import CallRecord
-    from pytest_oompa.harnesses.registry import HarnessCommand, HarnessRegistry
+    from pytest_oompa.harnesses.registry import HarnessRegistry
+    from pytest_oompa.harnesses.spec import HarnessCommand
 
 FORMAT = "oompa-cassette"
 VERSION = 1

@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # (the engine loads when a swarm runs, not with the plugin)
     from pytest_oompa.core.results import CallRecord
     from pytest_oompa.engine.calls import CallObserver
     from pytest_oompa.engine.swarm import SwarmOptions, SwarmResult
-    from pytest_oompa.harnesses.registry import HarnessCommand
+    from pytest_oompa.harnesses.spec import HarnessCommand
 
 REPLAY_KEY = pytest.StashKey[Path]()
 PLUGIN_NAME = "oompa-cassette"

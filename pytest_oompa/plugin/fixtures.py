@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_oompa.harnesses.registry import HarnessCommand, HarnessRegistry
+from pytest_oompa.harnesses.registry import HarnessRegistry
+from pytest_oompa.harnesses.spec import HarnessCommand
+from pytest_oompa.plugin.registry import registry_for
 
 # The engine is imported where a fixture uses it: pytest loads this module in every run.
 if TYPE_CHECKING:
@@ -327,8 +329,7 @@ def oompa_swarm(
     """``oompa_swarm(config_dict, scenario=..., prompts=...)`` runs a swarm on ``oompa_repo``
     with the bundled fake harnesses and returns a ``SwarmRun``."""
     hook = request.config.hook
-    registry = HarnessRegistry()
-    hook.pytest_oompa_register_harnesses(registry=registry)
+    registry = registry_for(request.config)
 
     def adjust(command: HarnessCommand, role: str) -> HarnessCommand:
         adjusted: HarnessCommand | None = hook.pytest_oompa_harness_command(

@@ -29,43 +29,21 @@ from pytest_oompa.core.paths import FAKE_NAMES, fake_bin_dir
 from pytest_oompa.engine import prompts
 from pytest_oompa.engine.markers import Signals, parse_signals, parse_verdict
 from pytest_oompa.harnesses import real_clis
-from pytest_oompa.harnesses.parsers import ParsedOutput
-from pytest_oompa.harnesses.registry import (
-    BASE_ENV,
-    HarnessCommand,
-    HarnessRegistry,
-    HarnessSpec,
-    SessionMode,
-    build_command,
-    env_matches,
-)
+from pytest_oompa.harnesses.output import ParsedOutput
+from pytest_oompa.harnesses.registry import BASE_ENV, HarnessRegistry, env_matches
+from pytest_oompa.harnesses.spec import HarnessCommand, HarnessSpec, SessionMode, build_command
 from pytest_oompa.offline.fake_scenario import Scenario, as_dict
 from pytest_oompa.plugin.fixtures import FAKE_HARNESS_KEY
+from pytest_oompa.plugin.registry import registry_for
 
 ENV_STATE = "OOMPA_FAKE_STATE"
 ENV_SCENARIO = "OOMPA_FAKE_SCENARIO"
 ENV_LOG = "OOMPA_FAKE_LOG"
 REAL_OPTION = "--oompa-real-harness"
 REAL_ALL = "all"
-# A model each fake (and real CLI) accepts when a test names none.
-DEFAULT_MODELS: Mapping[str, str] = {
-    "claude": "sonnet",
-    "codex": "gpt-5-codex",
-    "opencode": "fake/fake-model",
-    "gemini": "gemini-2.5-pro",
-}
 ROLE_SESSIONS = {"worker": "new", "fix": "new", "reviewer": "none", "planner": "none"}
 
 
-def registry_for(config: pytest.Config) -> HarnessRegistry:
-    """The built-in entries plus what ``pytest_oompa_register_harnesses`` adds."""
-    registry = HarnessRegistry()
-    config.hook.pytest_oompa_register_harnesses(registry=registry)
-    return registry
-
-
-def default_model(harness: str) -> str:
-    return DEFAULT_MODELS.get(harness, "default")
 
 
 def prompt_for(role: str, worker: str = "w0", swarm: str = "test", text: str = "") -> str:
@@ -306,10 +284,11 @@ class FakeHarness:
             session = SessionMode.resume(session)
         if session is None:
             session = SessionMode.new() if ROLE_SESSIONS.get(role) == "new" else SessionMode.none()
+        spec = self.registry.get(harness)
         return build_command(
-            self.registry.get(harness),
+            spec,
             prompt=prompt if prompt is not None else prompt_for(role, worker),
-            model=model or default_model(harness),
+            model=model or spec.default_model,
             cwd=Path(cwd) if cwd is not None else self.workdir,
             session=session,
             reasoning=reasoning,

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_oompa.harnesses.registry import HarnessRegistry
 from pytest_oompa.plugin import hookspecs as hooks
 from pytest_oompa.plugin.items import SESSION_KEY, OompaItem, SwarmFile
 
@@ -126,10 +125,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from pytest_oompa.core.config import ConfigError, load_config, parse_outcomes
     from pytest_oompa.core.gate import merge as merge_gate
     from pytest_oompa.engine.swarm import SwarmOptions
+    from pytest_oompa.plugin.registry import registry_for
     from pytest_oompa.plugin.session import SwarmSession
 
-    registry = HarnessRegistry()
-    config.hook.pytest_oompa_register_harnesses(registry=registry)
+    registry = registry_for(config)
     try:
         swarm_config = load_config(swarm_path, registry.names())
     except ConfigError as exc:
@@ -188,7 +187,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 def pytest_runtestloop(session: pytest.Session) -> bool | None:
     state = session.config.stash.get(SESSION_KEY, None)
     if state is None or state.distributed or session.config.option.collectonly:
-        return None  # (distributed: pytest-xdist's loop runs the items, see xdist_support.py)
+        return None  # (distributed: pytest-xdist's loop runs the items, see plugin/xdist/)
     if session.testsfailed and not session.config.option.continue_on_collection_errors:
         return None  # pytest's own loop reports the collection errors
     others = [i for i in session.items if not isinstance(i, OompaItem)]

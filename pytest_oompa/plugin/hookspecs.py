@@ -10,7 +10,8 @@ if TYPE_CHECKING:
     from pytest_oompa.core.config import SwarmConfig
     from pytest_oompa.core.results import IterationResult
     from pytest_oompa.engine.swarm import SwarmOptions, SwarmResult
-    from pytest_oompa.harnesses.registry import HarnessCommand, HarnessRegistry
+    from pytest_oompa.harnesses.registry import HarnessRegistry
+    from pytest_oompa.harnesses.spec import HarnessCommand
 
 
 @pytest.hookspec

@@ -31,7 +31,8 @@ import pytest
 
 from pytest_oompa.core import paths
 from pytest_oompa.harnesses import real_clis
-from pytest_oompa.harnesses.registry import HarnessCommand, HarnessRegistry
+from pytest_oompa.harnesses.registry import HarnessRegistry
+from pytest_oompa.harnesses.spec import HarnessCommand
 from pytest_oompa.plugin.harness_fixtures import REAL_OPTION, find_real, selected_real_harnesses
 
 if TYPE_CHECKING:  # (loaded when a swarm runs, not with the plugin)

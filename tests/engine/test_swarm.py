@@ -12,7 +12,7 @@ from support.contract import assert_run_valid
 
 from pytest_oompa.core.results import Outcome, WorkerStatus
 from pytest_oompa.engine.preflight import PreflightError
-from pytest_oompa.harnesses.registry import HarnessSpec
+from pytest_oompa.harnesses.spec import HarnessSpec
 
 FAST = {"probe": False, "executor_wait": 0}
 

@@ -6,14 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_oompa.harnesses.parsers import PARSERS
-from pytest_oompa.harnesses.registry import (
-    HarnessRegistry,
-    HarnessSpec,
-    SessionMode,
-    UnknownHarness,
-    build_command,
-)
+from pytest_oompa.harnesses.output import ParsedOutput, parse_text
+from pytest_oompa.harnesses.registry import HarnessRegistry, UnknownHarness
+from pytest_oompa.harnesses.spec import HarnessSpec, SessionMode, build_command
 
 REG = HarnessRegistry()
 CWD = Path("/work/project/.w0-i1")
@@ -119,14 +114,34 @@ def test_registry_lookup_and_registration():
     reg = HarnessRegistry()
     with pytest.raises(UnknownHarness, match="known: claude, codex, gemini, opencode"):
         reg.get("aider")
-    reg.register(HarnessSpec(name="aider", binary="aider", parser="text"))
+    reg.register(HarnessSpec(name="aider", binary="aider", parser=parse_text))
     assert "aider" in reg.names()
-    with pytest.raises(ValueError, match="unknown parser"):
-        reg.register(HarnessSpec(name="x", binary="x", parser="yaml"))
+    with pytest.raises(ValueError, match="parser must be a callable"):
+        reg.register(HarnessSpec(name="x", binary="x", parser="yaml"))  # type: ignore[arg-type]
+
+
+def test_a_registered_harness_brings_its_own_parser():
+    def parse_yaml(stdout: str) -> ParsedOutput:
+        key, _, value = stdout.partition(": ")
+        return ParsedOutput(text=value.strip(), session_id=key)
+
+    reg = HarnessRegistry()
+    reg.register(HarnessSpec(name="yamlbot", binary="yamlbot", parser=parse_yaml))
+    parsed = reg.get("yamlbot").parse("s-1: done CLAIM(a)\n")
+    assert (parsed.text, parsed.session_id) == ("done CLAIM(a)", "s-1")
+    assert reg.get("yamlbot").parser_name == "yaml"
+
+
+def test_every_builtin_entry_carries_all_its_facts():
+    for spec in HarnessRegistry():
+        assert spec.real is not None and spec.real.version.count(".") == 2, spec.name
+        assert spec.recipe is not None and spec.recipe.api, spec.name
+        assert spec.default_model != "default", spec.name
+        assert spec.parser is not parse_text, spec.name
 
 
 def test_parsers_read_text_session_and_usage():
-    claude = PARSERS["claude-json"](
+    claude = REG.get("claude").parse(
         json.dumps(
             {
                 "type": "result",
@@ -144,7 +159,7 @@ def test_parsers_read_text_session_and_usage():
         10,
         0.25,
     )
-    codex = PARSERS["codex-jsonl"](
+    codex = REG.get("codex").parse(
         "\n".join(
             json.dumps(e)
             for e in [
@@ -163,7 +178,7 @@ def test_parsers_read_text_session_and_usage():
         3,
         None,
     )
-    opencode = PARSERS["opencode-ndjson"](
+    opencode = REG.get("opencode").parse(
         "\n".join(
             json.dumps(e)
             for e in [
@@ -179,10 +194,10 @@ def test_parsers_read_text_session_and_usage():
         )
     )
     assert (opencode.text, opencode.session_id, opencode.cost_usd) == ("hi there", "ses_1", 0.5)
-    gemini = PARSERS["gemini-json"](json.dumps({"session_id": "g", "response": "ok", "stats": {}}))
+    gemini = REG.get("gemini").parse(json.dumps({"session_id": "g", "response": "ok", "stats": {}}))
     assert (gemini.text, gemini.session_id, gemini.is_error) == ("ok", "g", False)
     # gemini exits 0 after a mid-stream API error; only stats.models.*.api says so
-    partial = PARSERS["gemini-json"](
+    partial = REG.get("gemini").parse(
         json.dumps(
             {
                 "session_id": "g",
@@ -194,7 +209,7 @@ def test_parsers_read_text_session_and_usage():
     assert partial.is_error and partial.input_tokens == 3
 
 
-@pytest.mark.parametrize("parser", ["claude-json", "codex-jsonl", "opencode-ndjson", "gemini-json"])
+@pytest.mark.parametrize("harness", ["claude", "codex", "opencode", "gemini"])
 @pytest.mark.parametrize("garbage", ["", "not json at all", '{"type": "thread.started"', "[1, 2]"])
-def test_garbage_is_reported_not_guessed(parser, garbage):
-    assert PARSERS[parser](garbage).error
+def test_garbage_is_reported_not_guessed(harness, garbage):
+    assert REG.get(harness).parse(garbage).error

@@ -29,7 +29,8 @@ from support.contract import assert_run_valid, assert_runs_valid
 
 from pytest_oompa.core import paths
 from pytest_oompa.harnesses import real_clis
-from pytest_oompa.harnesses.registry import HarnessRegistry, SessionMode, build_command
+from pytest_oompa.harnesses.registry import HarnessRegistry
+from pytest_oompa.harnesses.spec import SessionMode, build_command
 from pytest_oompa.offline.fake_api import FakeModelAPI
 from pytest_oompa.plugin.fixtures import GitRepo, SwarmRunner
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pytest_oompa.core.paths import fake_bin_dir
-from pytest_oompa.harnesses.registry import SessionMode
+from pytest_oompa.harnesses.spec import SessionMode
 from pytest_oompa.offline.fake_scenario import DONE, MERGE, Scenario, ScenarioError, claim, verdict
 
 # ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import textwrap
 from pathlib import Path
 
@@ -290,3 +291,68 @@ def test_swarm_options_adjusts_the_swarm_this_session_runs(pytester, fake_log):
     assert [(name.split("-")[:3], role, code) for name, role, code in observed] == [
         (["w0", "i1", "worker"], "worker", 0)
     ]
+
+
+# A harness that prints its own output format ("session: ID" then the reply), with the parser
+# for it in the same conftest.py: here the fake claude behind a converter script.
+REGISTER_LINEBOT = """
+from pytest_oompa import HarnessSpec, ParsedOutput, SessionStrategy
+
+def parse_lines(stdout):
+    head, _, text = stdout.partition("\\n")
+    if not head.startswith("session: "):
+        return ParsedOutput(text=stdout, error="expected 'session: ID' first")
+    return ParsedOutput(text=text, session_id=head.removeprefix("session: "))
+
+def pytest_oompa_register_harnesses(registry):
+    registry.register(
+        HarnessSpec(
+            name="linebot",
+            binary="linebot",
+            headless=("-p",),
+            auto_approve=("--dangerously-skip-permissions",),
+            env={"IS_SANDBOX": "1"},
+            output_args=("--output-format", "json"),
+            resume_args=("--resume", "{session}"),
+            prompt_args=("--", "{prompt}"),
+            # The CLI picks the session id and reports it: only the parser can read it.
+            session=SessionStrategy.REPORTED,
+            parser=parse_lines,
+        )
+    )
+"""
+
+
+@pytest.fixture
+def linebot_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "linebot-bin"
+    folder.mkdir()
+    script = folder / "linebot"
+    convert = "import json,sys; d=json.load(sys.stdin); print('session:', d['session_id']); " + (
+        "print(d['result'])"
+    )
+    script.write_text(
+        f'#!/bin/sh\nout=$("{fake_bin_dir() / "claude"}" "$@"); code=$?\n'
+        f'printf "%s" "$out" | "{sys.executable}" -c "{convert}"\nexit $code\n'
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}{os.pathsep}{os.environ['PATH']}")
+    return script
+
+
+def test_a_registered_harness_brings_its_own_parser(pytester, linebot_on_path, fake_log):
+    swarm_project(
+        pytester,
+        REGISTER_LINEBOT,
+        {**FAST, "workers": [{"model": "linebot:opus", "iterations": 2}]},
+    )
+    result = pytester.runpytest("--oompa-swarm=oompa.json")
+    # With any built-in parser the converted output is not what it expects: every call errors.
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["w0*linebot:opus*exhausted*2*2*"])
+    run_dir = only_run(pytester)
+    assert_run_valid(run_dir)
+    for i in (1, 2):
+        (call,) = json.loads((run_dir / "calls" / f"w0-i{i}.json").read_text())["calls"]
+        printed = (run_dir / call["log"]).read_text()
+        assert call["session-id"] and f"session: {call['session-id']}\\n" in printed

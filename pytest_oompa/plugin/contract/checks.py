@@ -30,9 +30,9 @@ from pytest_oompa.engine import prompts
 from pytest_oompa.engine.calls import CallOutcome, HarnessCaller
 from pytest_oompa.engine.markers import DONE_SIGNAL, MERGE_SIGNAL, parse_signals, parse_verdict
 from pytest_oompa.engine.processes import ProcessSupervisor, ProcResult
-from pytest_oompa.harnesses.registry import (
+from pytest_oompa.harnesses.registry import HarnessRegistry
+from pytest_oompa.harnesses.spec import (
     HarnessCommand,
-    HarnessRegistry,
     HarnessSpec,
     SessionMode,
     SessionStrategy,
@@ -47,8 +47,8 @@ from pytest_oompa.plugin.harness_fixtures import (
     ModelReply,
     RealHarness,
     real_harness_for,
-    registry_for,
 )
+from pytest_oompa.plugin.registry import registry_for
 
 pytestmark = getattr(pytest.mark, MARKER)
 
@@ -387,7 +387,7 @@ def test_fresh_call_is_accepted(contract: Contract) -> None:
     fresh_call(c, c.project(), [ModelReply("contract: fresh call")])
 
 
-@fact(lambda spec: f"parser {spec.parser!r} reads the reply text and the session id")
+@fact(lambda spec: f"parser {spec.parser_name!r} reads the reply text and the session id")
 def test_output_is_parsed(contract: Contract) -> None:
     """The structured output gives the engine the reply text and the session id."""
     c = contract
@@ -409,7 +409,7 @@ def test_output_is_parsed(contract: Contract) -> None:
         )
     if problems:
         pytest.fail(
-            f"{c.where}: parser {c.spec.parser!r}: "
+            f"{c.where}: parser {c.spec.parser_name!r}: "
             + "; ".join(problems)
             + "\n"
             + explain(outcome),
@@ -545,7 +545,8 @@ def test_signal_is_understood(contract: Contract, signal: Signal) -> None:
         found = parse_signals(outcome.parsed.text)
         pytest.fail(
             f"{c.where}: {signal.text} printed, but {signal.expect} failed: parser "
-            f"{c.spec.parser!r} gave text {outcome.parsed.text[:200]!r} (claims {found.claims}, "
+            f"{c.spec.parser_name!r} gave text {outcome.parsed.text[:200]!r} "
+            f"(claims {found.claims}, "
             f"merge {found.merge}, done {found.done}, verdict "
             f"{parse_verdict(outcome.parsed.text)!r})\n" + explain(outcome),
             pytrace=False,

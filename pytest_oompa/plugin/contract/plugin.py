@@ -6,16 +6,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pytest_oompa.plugin.contract import CHECKS_PATH
-from pytest_oompa.plugin.harness_fixtures import (
-    default_model,
-    registry_for,
-    selected_real_harnesses,
-)
+from pytest_oompa.plugin.harness_fixtures import selected_real_harnesses
 from pytest_oompa.plugin.items import SESSION_KEY
+from pytest_oompa.plugin.registry import registry_for
+
+if TYPE_CHECKING:
+    from pytest_oompa.harnesses.registry import HarnessRegistry
 
 OPTION = "--oompa-contract"
 MARKER = "oompa_contract"
@@ -37,7 +38,7 @@ class Target:
 TARGETS_KEY = pytest.StashKey[list[Target]]()
 
 
-def parse_targets(text: str, known: tuple[str, ...], real: list[str]) -> list[Target]:
+def parse_targets(text: str, registry: HarnessRegistry, real: list[str]) -> list[Target]:
     """``claude,opencode:fake/fake-model`` -> a fake target per name (and a real one for the
     names in ``real``). A model after the first ``:``; without one, a default model."""
     targets: list[Target] = []
@@ -46,12 +47,13 @@ def parse_targets(text: str, known: tuple[str, ...], real: list[str]) -> list[Ta
         if not part:
             continue
         name, _, model = part.partition(":")
+        known = registry.names()
         if name not in known:
             raise pytest.UsageError(
                 f"oompa: {OPTION}: unknown harness {name!r} (known: {', '.join(known)}; "
                 "a plugin or conftest.py adds one with pytest_oompa_register_harnesses)"
             )
-        model = model or default_model(name)
+        model = model or registry.get(name).default_model
         targets.append(Target(name, model, "fake"))
         if name in real:
             targets.append(Target(name, model, "real"))
@@ -87,7 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not text.strip():
         return
     registry = registry_for(config)
-    targets = parse_targets(text, registry.names(), selected_real_harnesses(config))
+    targets = parse_targets(text, registry, selected_real_harnesses(config))
     if not targets:
         return
     config.stash[TARGETS_KEY] = targets
