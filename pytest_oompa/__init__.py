@@ -1,7 +1,126 @@
 """pytest-oompa: run coding-agent swarms as pytest sessions.
 
 Every worker iteration of a swarm is a collected test item; the swarm engine itself lives in
-plain modules (``pytest_oompa.engine.swarm`` and friends) that never import pytest.
+plain modules (``pytest_oompa.engine``) that never import pytest. The package is layered, each
+layer importing only the ones before it::
+
+    core -> harnesses -> runs -> report -> engine -> offline -> plugin
+
+This module is the public API: import from here, not from the layers. Names are loaded on
+first use, so ``import pytest_oompa`` (which every pytest run with the plugin installed does)
+costs nothing until a name is asked for.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+
+# name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    # core: the swarm config and what a swarm produces
+    "ConfigError": "pytest_oompa.core.config",
+    "SwarmConfig": "pytest_oompa.core.config",
+    "load_config": "pytest_oompa.core.config",
+    "CallRecord": "pytest_oompa.core.results",
+    "IterationResult": "pytest_oompa.core.results",
+    "Outcome": "pytest_oompa.core.results",
+    "WorkerMetrics": "pytest_oompa.core.results",
+    # harnesses: one registry entry per agent CLI
+    "HarnessCommand": "pytest_oompa.harnesses.spec",
+    "HarnessSpec": "pytest_oompa.harnesses.spec",
+    "RealPackage": "pytest_oompa.harnesses.spec",
+    "Recipe": "pytest_oompa.harnesses.spec",
+    "SessionMode": "pytest_oompa.harnesses.spec",
+    "SessionStrategy": "pytest_oompa.harnesses.spec",
+    "build_command": "pytest_oompa.harnesses.spec",
+    "ParsedOutput": "pytest_oompa.harnesses.output",
+    "BUILTIN_HARNESSES": "pytest_oompa.harnesses.registry",
+    "HarnessRegistry": "pytest_oompa.harnesses.registry",
+    "UnknownHarness": "pytest_oompa.harnesses.registry",
+    # runs: the artifacts of a run
+    "ArtifactError": "pytest_oompa.runs.artifacts",
+    "ArtifactStore": "pytest_oompa.runs.artifacts",
+    "read_artifact": "pytest_oompa.runs.artifacts",
+    "validate_artifact": "pytest_oompa.runs.artifacts",
+    # report
+    "render_report": "pytest_oompa.report",
+    "write_report": "pytest_oompa.report",
+    # engine
+    "Swarm": "pytest_oompa.engine.swarm",
+    "SwarmListener": "pytest_oompa.engine.swarm",
+    "SwarmOptions": "pytest_oompa.engine.swarm",
+    "SwarmResult": "pytest_oompa.engine.swarm",
+    "parse_signals": "pytest_oompa.engine.markers",
+    "parse_verdict": "pytest_oompa.engine.markers",
+    # offline: the fake harnesses' scenarios, the fake model API, cassettes
+    "MERGE": "pytest_oompa.offline.fake_scenario",
+    "Scenario": "pytest_oompa.offline.fake_scenario",
+    "ScenarioError": "pytest_oompa.offline.fake_scenario",
+    "claim": "pytest_oompa.offline.fake_scenario",
+    "verdict": "pytest_oompa.offline.fake_scenario",
+    "FakeModelAPI": "pytest_oompa.offline.fake_api",
+    # plugin: what tests use besides the fixtures themselves
+    "GitRepo": "pytest_oompa.plugin.fixtures",
+    "SwarmRun": "pytest_oompa.plugin.fixtures",
+    "FakeHarness": "pytest_oompa.plugin.harness_fixtures",
+    "Invocation": "pytest_oompa.plugin.harness_fixtures",
+    "ModelAPI": "pytest_oompa.plugin.harness_fixtures",
+    "ModelReply": "pytest_oompa.plugin.harness_fixtures",
+    "RealHarness": "pytest_oompa.plugin.harness_fixtures",
+    "read_invocations": "pytest_oompa.plugin.harness_fixtures",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'pytest_oompa' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see; kept in step by tests/test_public_api.py
+    from pytest_oompa.core.config import ConfigError, SwarmConfig, load_config
+    from pytest_oompa.core.results import CallRecord, IterationResult, Outcome, WorkerMetrics
+    from pytest_oompa.engine.markers import parse_signals, parse_verdict
+    from pytest_oompa.engine.swarm import Swarm, SwarmListener, SwarmOptions, SwarmResult
+    from pytest_oompa.harnesses.output import ParsedOutput
+    from pytest_oompa.harnesses.registry import BUILTIN_HARNESSES, HarnessRegistry, UnknownHarness
+    from pytest_oompa.harnesses.spec import (
+        HarnessCommand,
+        HarnessSpec,
+        RealPackage,
+        Recipe,
+        SessionMode,
+        SessionStrategy,
+        build_command,
+    )
+    from pytest_oompa.offline.fake_api import FakeModelAPI
+    from pytest_oompa.offline.fake_scenario import MERGE, Scenario, ScenarioError, claim, verdict
+    from pytest_oompa.plugin.fixtures import GitRepo, SwarmRun
+    from pytest_oompa.plugin.harness_fixtures import (
+        FakeHarness,
+        Invocation,
+        ModelAPI,
+        ModelReply,
+        RealHarness,
+        read_invocations,
+    )
+    from pytest_oompa.report import render_report, write_report
+    from pytest_oompa.runs.artifacts import (
+        ArtifactError,
+        ArtifactStore,
+        read_artifact,
+        validate_artifact,
+    )

@@ -187,7 +187,9 @@ class EnvSection(_Section):
     set: dict[str, str] = Field(default_factory=dict)
 
 
-class SwarmFile(_Section):
+class SwarmFileSection(_Section):
+    """The whole ``oompa.json``: its root section."""
+
     workers: list[WorkerSection] = Field(min_length=1)
     reviewer: ReviewerSection | None = None
     review_model: str | None = None
@@ -213,7 +215,7 @@ class SwarmFile(_Section):
     _review_model = field_validator("review_model")(_check_model)
 
     @model_validator(mode="after")
-    def _one_reviewer_form(self) -> SwarmFile:
+    def _one_reviewer_form(self) -> SwarmFileSection:
         if self.reviewer is not None and self.review_model is not None:
             raise ValueError("give either 'reviewer' or the legacy 'review_model', not both")
         return self
@@ -301,7 +303,7 @@ def _describe(error: Any, fields_by_loc: dict[str, list[str]]) -> str:
 def _section_fields(loc_parent: str) -> list[str] | None:
     base = loc_parent.split("[")[0].split(".")[-1] if loc_parent else ""
     sections: dict[str, type[BaseModel]] = {
-        "": SwarmFile,
+        "": SwarmFileSection,
         "workers": WorkerSection,
         "reviewer": ReviewerSection,
         "planner": PlannerSection,
@@ -315,9 +317,9 @@ def _section_fields(loc_parent: str) -> list[str] | None:
     return list(model.model_fields) if model else None
 
 
-def validate_file(data: Any, source: str, harnesses: Collection[str]) -> SwarmFile:
+def validate_file(data: Any, source: str, harnesses: Collection[str]) -> SwarmFileSection:
     try:
-        return SwarmFile.model_validate(data, context={"harnesses": tuple(harnesses)})
+        return SwarmFileSection.model_validate(data, context={"harnesses": tuple(harnesses)})
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

@@ -2,7 +2,7 @@
 each collected item as soon as its iteration is known, so a swarm reads like a test run while
 every worker runs at once.
 
-Under pytest-xdist (see xdist_support.py) the same object serves both sides: on the controller
+Under pytest-xdist (see plugin/xdist/) the same object serves both sides: on the controller
 it holds the run (prepared, planned and ended there), on each node the workers that node runs
 (``distributed`` says which).
 """
