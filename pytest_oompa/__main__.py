@@ -11,8 +11,12 @@ import sys
 COMMANDS = {
     "runs": ("pytest_oompa.runs.reader", "main_runs", "list the runs in a runs folder"),
     "show": ("pytest_oompa.runs.reader", "main_show", "show one run's workers and iterations"),
-    "report": ("pytest_oompa.report.page", "main", "write a run's self-contained HTML report"),
-    "fake-api": ("pytest_oompa.offline.fake_api", "main", "serve the loopback fake model API"),
+    "report": ("pytest_oompa.report.cli", "main", "write a run's self-contained HTML report"),
+    "fake-api": (
+        "pytest_oompa.offline.fake_api_command",
+        "main",
+        "serve the loopback fake model API",
+    ),
 }
 
 

@@ -1,4 +1,4 @@
-"""The swarm report (``pytest_oompa.report.page``): hand-made run folders for escaping, cut-off
+"""The swarm report (``pytest_oompa.report``): hand-made run folders for escaping, cut-off
 runs, corrupt and missing files and every outcome; then a real fake-harness swarm rendered in
 headless Chromium, with a screenshot kept as a test artifact."""
 
@@ -20,8 +20,8 @@ import pytest
 from pytest_oompa.core.config import resolve
 from pytest_oompa.engine.swarm import Swarm, SwarmListener, SwarmOptions
 from pytest_oompa.plugin.fixtures import GitRepo
+from pytest_oompa.report import OUTCOMES, main, render_report, write_report
 from pytest_oompa.report import page as report
-from pytest_oompa.report.page import OUTCOMES, main, render_report, write_report
 from pytest_oompa.runs.artifacts import ArtifactStore
 
 T0 = datetime(2025, 1, 31, 12, 0, 0, tzinfo=timezone.utc)
@@ -652,7 +652,7 @@ def test_command_line(tmp_path, monkeypatch, capsys):
 
 
 def test_the_module_does_not_import_pytest():
-    code = "import sys, pytest_oompa.report.page; sys.exit('pytest' in sys.modules)"
+    code = "import sys, pytest_oompa.report; sys.exit('pytest' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
