@@ -3,7 +3,7 @@
 The executables live in this folder; put it first on ``PATH``. They are standard-library Python
 (``#!/usr/bin/env python3``); a pyenv shim costs ~150 ms per start, so put a real interpreter's
 folder on ``PATH`` too (``fake_path()`` does both). Behaviour, state and the invocation log are
-described in ``README.md``.
+described in ``README.md``; the code is the ``_fake`` package next to this file.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from ._fake.clis import CLIS
+
 FAKE_HARNESS_DIR = Path(__file__).resolve().parent
-HARNESSES = ("claude", "codex", "opencode", "gemini")
+HARNESSES = tuple(CLIS)  # the CLIs the fakes emulate: _fake/clis/ has one module each
 
 ENV_STATE = "OOMPA_FAKE_STATE"
 ENV_SCENARIO = "OOMPA_FAKE_SCENARIO"

@@ -3,7 +3,7 @@ dashboards (and the fake harnesses) can tell whose call it is.
 
 Some sentences are markers other code relies on: the reviewer prompt carries the required
 ``VERDICT:`` lines and the fix prompt ends with "Fix these issues." (the fake harnesses infer
-the role from them); change them together with ``fake_harnesses/_fake.py``.
+the role from them); change them together with ``fake_harnesses/_fake/scenario.py``.
 """
 
 from __future__ import annotations

@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 import importlib.util
 import json
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -61,20 +63,32 @@ def _check_verdict(value: str) -> None:
         raise ScenarioError(f"unknown verdict {value!r} (expected one of {', '.join(VERDICTS)})")
 
 
+_FAKES = "_oompa_fake_validator"  # the private name the fakes' package is imported under
+
+
 @functools.cache
-def _fake_module() -> ModuleType:
-    """The fakes' own ``_fake.py``, imported privately, for its ``validate_scenario``."""
-    path = fake_harnesses_dir() / "_fake.py"
-    spec = importlib.util.spec_from_file_location("_oompa_fake_validator", path)
-    assert spec is not None and spec.loader is not None, path
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _fake_module(name: str) -> ModuleType:
+    """A module of the fakes' package (``fake_harnesses/_fake/{name}.py``): ``scenario`` for
+    its ``validate_scenario``, ``clis`` for the table of fakes.
+
+    The fakes are not importable here by their name (``_fake`` is a top-level package only
+    for the fake processes, which put ``fake_harnesses/`` on ``sys.path``): their package is
+    imported privately, under ``_FAKES``, and its modules import each other relatively."""
+    if _FAKES not in sys.modules:
+        folder = fake_harnesses_dir() / "_fake"
+        spec = importlib.util.spec_from_file_location(
+            _FAKES, folder / "__init__.py", submodule_search_locations=[str(folder)]
+        )
+        assert spec is not None and spec.loader is not None, folder
+        package = importlib.util.module_from_spec(spec)
+        sys.modules[_FAKES] = package
+        spec.loader.exec_module(package)
+    return importlib.import_module(f"{_FAKES}.{name}")
 
 
 def validate(data: object, where: str = "scenario") -> None:
     """Raise ``ScenarioError`` unless the fakes accept ``data`` as a scenario."""
-    module = _fake_module()
+    module = _fake_module("scenario")
     try:
         module.validate_scenario(data, where)
     except module.BadScenario as exc:
@@ -358,8 +372,9 @@ class Scenario:
 
     def for_harness(self, name: str) -> Scope:
         """Calls made through one CLI (``claude``, ``codex``, ``opencode``, ``gemini``)."""
-        if name not in _fake_module().HANDLERS:
-            known = ", ".join(sorted(_fake_module().HANDLERS))
+        fakes = _fake_module("clis").CLIS
+        if name not in fakes:
+            known = ", ".join(sorted(fakes))
             raise ScenarioError(f"harnesses.{name}: no fake for it (fakes: {known})")
         return Scope(self, ("harnesses", name))
 

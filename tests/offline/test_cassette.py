@@ -258,15 +258,21 @@ def test_a_prompt_that_fools_the_role_inference_still_replays(tmp_path: Path) ->
 
 
 def test_role_inference_is_the_fakes(tmp_path: Path) -> None:
+    import importlib
     import importlib.util
 
     from pytest_oompa.engine import prompts
     from pytest_oompa.engine.tasks import ClaimResult
 
-    spec = importlib.util.spec_from_file_location("fake_for_roles", FAKES / "_fake.py")
+    folder = FAKES / "_fake"
+    spec = importlib.util.spec_from_file_location(
+        "fake_for_roles", folder / "__init__.py", submodule_search_locations=[str(folder)]
+    )
     assert spec is not None and spec.loader is not None
-    fake_module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fake_module)
+    sys.modules["fake_for_roles"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules["fake_for_roles"])
+    invocation = importlib.import_module("fake_for_roles.invocation")
+    fake_scenario = importlib.import_module("fake_for_roles.scenario")
     samples = [
         prompts.PROBE_PROMPT,
         prompts.fresh("S", "w0", "Pending: 0", "Fix these issues."),
@@ -278,10 +284,29 @@ def test_role_inference_is_the_fakes(tmp_path: Path) -> None:
         "[oompa:S:w0] VERDICT: NEEDS_CHANGES alone",
     ]
     for prompt in samples:
-        run = fake_module.Run("claude", [])
+        run = invocation.Run("claude", [])
         run.prompt = prompt
-        fake_module.infer_role(run)
+        fake_scenario.infer_role(run)
         assert cassette.infer_role(prompt, cassette.prompt_tag(prompt)[1]) == run.role, prompt
+
+
+def test_the_recorders_of_a_run_share_one_lock_outside_the_cassette_folder(
+    tmp_path: Path,
+) -> None:
+    """Processes recording one run (pytest-xdist) merge into one cassette under one lock
+    file, in the project's git folder: nothing but the cassette is left in the user's folder."""
+    config = {"probe": False, "workers": [{"model": "gemini:gemini-2.5-pro", "iterations": 1}]}
+    run, recorder = record(tmp_path / "rec", config, {"default": {"worker": {"say": "hm"}}})
+    assert recorder.path is not None
+    assert [p.name for p in recorder.path.parent.iterdir()] == [recorder.path.name]
+    other = CassetteRecorder(
+        recorder.path.parent, swarm_id=SWARM_ID, repo_root=run.repo.path, record_versions=False
+    )
+    assert other.lock_path == recorder.lock_path
+    assert recorder.lock_path.parent == (run.repo.path / ".git").resolve()
+    other.write()  # another process's rewrite keeps this one's calls
+    assert len(cassette.load(recorder.path)["calls"]) == len(recorder.calls) > 0
+    assert [p.name for p in recorder.path.parent.iterdir()] == [recorder.path.name]
 
 
 def test_a_call_the_cassette_lacks_fails(tmp_path: Path) -> None:
@@ -615,14 +640,18 @@ def test_record_then_replay_through_the_plugin_options(pytester: pytest.Pytester
 
 
 def test_cassette_module_imports_only_the_standard_library() -> None:
-    """The fakes load it by path under ``python -IS``: no site-packages, no package."""
+    """The fakes load the replay side by path under ``python -IS``: no site-packages, no
+    package (``fake_harnesses/_fake/replay.py`` loads ``cassette/format.py`` and
+    ``cassette/playback.py``, and what those import)."""
     code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('c', {cassette.__file__!r})\n"
-        "m = importlib.util.module_from_spec(spec); sys.modules['c'] = m\n"
-        "spec.loader.exec_module(m)\n"
-        "assert not [n for n in sys.modules if n.startswith(('pytest', 'jsonschema'))]\n"
-        "print(m.REPLAY_MISMATCH)"
+        "import sys\n"
+        f"sys.path.insert(0, {str(FAKES)!r})\n"
+        "from _fake import replay\n"
+        "fmt, playback = replay.cassette_module('format'), replay.cassette_module('playback')\n"
+        "third = ('pytest', 'jsonschema', 'filelock')\n"
+        "assert not [n for n in sys.modules if n.startswith(third)]\n"
+        "assert fmt.__file__.endswith('format.py') and callable(playback.replay)\n"
+        "print(replay.cassette_module('matching').REPLAY_MISMATCH)"
     )
     proc = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
     assert proc.stdout == "96\n", proc.stderr
