@@ -1,7 +1,7 @@
 """The collected tree of a swarm: ``oompa.json`` -> ``w0`` -> ``i1``, plus ``planner``.
 
 Items do not run anything themselves: the swarm runs every worker at once in the background,
-and each item reports the result of its iteration when it is known (see swarm_session.py).
+and each item reports the result of its iteration when it is known (see session.py).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_oompa.core.results import CallRecord, IterationResult, PlannerResult
+from pytest_oompa.plugin.stash import SESSION_KEY
 
 if TYPE_CHECKING:
     from pytest_oompa.core.config import SwarmConfig
     from pytest_oompa.plugin.session import SwarmSession
 
-SESSION_KEY = pytest.StashKey["SwarmSession"]()
 ARG_SHOWN = 120
 
 

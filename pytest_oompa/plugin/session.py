@@ -9,6 +9,7 @@ it holds the run (prepared, planned and ended there), on each node the workers t
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import signal
 import sys
@@ -19,14 +20,18 @@ from typing import Any
 
 import pytest
 
-from pytest_oompa.core.config import SwarmConfig
+from pytest_oompa.core.config import ConfigError, SwarmConfig, load_config, parse_outcomes
 from pytest_oompa.core.gate import GateSection
+from pytest_oompa.core.gate import merge as merge_gate
 from pytest_oompa.core.gate import passed as gate_passed
 from pytest_oompa.core.results import IterationResult, PlannerResult, WorkerReport
 from pytest_oompa.engine.preflight import PreflightError
 from pytest_oompa.engine.swarm import Swarm, SwarmListener, SwarmOptions, SwarmResult
-from pytest_oompa.plugin.items import SESSION_KEY, IterationItem, OompaItem, PlannerItem
-from pytest_oompa.runs.reader import format_table, worker_rows
+from pytest_oompa.plugin.items import IterationItem, OompaItem, PlannerItem, SwarmFile
+from pytest_oompa.plugin.options import cli_path, ini_path
+from pytest_oompa.plugin.registry import registry_for
+from pytest_oompa.plugin.stash import SESSION_KEY
+from pytest_oompa.runs.reader import format_table, runs_dir_from_env, worker_rows
 from pytest_oompa.runs.recorder import summary_entry
 
 __all__ = ["SESSION_KEY", "SwarmSession"]
@@ -286,6 +291,36 @@ class SwarmSession:
         if self.swarm is not None and self._listener is not None and self.swarm.started:
             self._drain(self.swarm, self._listener)
 
+    # -- the collection and the run loop of a swarm session (hooks of this plugin object)
+
+    def pytest_collect_file(
+        self, file_path: Path, parent: pytest.Collector
+    ) -> pytest.Collector | None:
+        if file_path.resolve() == self.swarm_config.path:
+            return SwarmFile.from_parent(parent, path=file_path)
+        return None
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> bool | None:
+        if self.distributed or session.config.option.collectonly:
+            return None  # (distributed: pytest-xdist's loop runs the items, see plugin/xdist/)
+        if session.testsfailed and not session.config.option.continue_on_collection_errors:
+            return None  # pytest's own loop reports the collection errors
+        others = [i for i in session.items if not isinstance(i, OompaItem)]
+        for i, item in enumerate(others):
+            nextitem = others[i + 1] if i + 1 < len(others) else None
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=nextitem)
+            if session.shouldfail:
+                raise session.Failed(session.shouldfail)
+            if session.shouldstop:
+                raise session.Interrupted(session.shouldstop)
+        self.runtestloop(session)
+        if session.shouldfail:
+            raise session.Failed(session.shouldfail)
+        if session.shouldstop:
+            raise session.Interrupted(session.shouldstop)
+        return True
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """An engine failure fails the run even when every reported item passed; then the
@@ -345,3 +380,55 @@ class SwarmSession:
         for error in result.errors:
             terminal.write_line(f"engine error: {error}", red=True)
         terminal.write_line(f"artifacts: {self.relative(result.run_dir)}")
+
+
+def start(config: pytest.Config, swarm_path: Path) -> SwarmSession:
+    """Validate the swarm config and the options, and register the session that runs it
+    (``pytest_configure``, when ``--oompa-swarm`` or ``oompa_swarm`` names a config)."""
+    registry = registry_for(config)
+    try:
+        swarm_config = load_config(swarm_path, registry.names())
+    except ConfigError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if config.getoption("oompa_fake_harnesses"):
+        swarm_config = dataclasses.replace(swarm_config, use_fake_harnesses=True)
+    outcomes = config.getoption("oompa_outcomes")
+    try:
+        gate = merge_gate(swarm_config.gate, config.getoption("oompa_gate"))
+        if outcomes:
+            mapping = {**swarm_config.outcomes, **parse_outcomes(outcomes)}
+            swarm_config = dataclasses.replace(swarm_config, outcomes=mapping)
+    except ValueError as exc:
+        raise pytest.UsageError(f"oompa: {exc}") from None
+    options = SwarmOptions(
+        runs_dir=runs_dir(config),
+        repo_root=cli_path(config, "oompa_repo") or ini_path(config, "oompa_repo"),
+        probe=False if config.getoption("oompa_no_probe") else None,
+        call_timeout=config.getoption("oompa_call_timeout"),
+        gate=gate,
+        registry=registry,
+        adjust_command=lambda command, role: (
+            config.hook.pytest_oompa_harness_command(command=command, role=role) or command
+        ),
+    )
+    config.hook.pytest_oompa_swarm_options(
+        config=config, swarm_config=swarm_config, options=options
+    )
+    session = SwarmSession(config, swarm_config, options)
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(session, "oompa-session")
+    # The swarm is the test run: with no paths on the command line, collect only the swarm;
+    # with paths, collect the swarm as well.
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        config.args = [str(swarm_path)]
+    elif str(swarm_path) not in config.args:
+        config.args.append(str(swarm_path))
+    return session
+
+
+def runs_dir(config: pytest.Config) -> Path:
+    found = cli_path(config, "oompa_runs_dir") or ini_path(config, "oompa_runs_dir")
+    if found:
+        return found
+    from_env = runs_dir_from_env()
+    return from_env.resolve() if from_env else config.rootpath / "runs"

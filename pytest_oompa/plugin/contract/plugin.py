@@ -12,8 +12,8 @@ import pytest
 
 from pytest_oompa.plugin.contract import CHECKS_PATH
 from pytest_oompa.plugin.harness_fixtures import selected_real_harnesses
-from pytest_oompa.plugin.items import SESSION_KEY
 from pytest_oompa.plugin.registry import registry_for
+from pytest_oompa.plugin.stash import SESSION_KEY
 
 if TYPE_CHECKING:
     from pytest_oompa.harnesses.registry import HarnessRegistry

@@ -58,7 +58,7 @@ import pytest
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under xdist, take the controller's or a node's part (before xdist starts the nodes)."""
     # Already imported by hooks.py; the rest waits until a swarm runs.
-    from pytest_oompa.plugin.items import SESSION_KEY
+    from pytest_oompa.plugin.stash import SESSION_KEY
 
     config = session.config
     state = config.stash.get(SESSION_KEY, None)

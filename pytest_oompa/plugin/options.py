@@ -1,0 +1,98 @@
+"""Every command-line option and ini value of the plugin, in one ``oompa`` group, and how
+paths given in them resolve.
+
+Only pytest is imported here: pytest loads this module in every run (through the hook
+module), so the options of every part of the plugin are declared without importing the part.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+GROUP = ("oompa", "oompa: run coding-agent swarms")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    add_swarm_options(parser)
+
+
+def add_swarm_options(parser: pytest.Parser) -> None:
+    """The swarm's own options: what to run, where, and how the outcome is judged."""
+    group = parser.getgroup(*GROUP)
+    group.addoption(
+        "--oompa-swarm",
+        metavar="PATH",
+        default=None,
+        help="Run the swarm described by this oompa.json; each worker iteration is a test "
+        "item (default: the oompa_swarm ini value, else no swarm).",
+    )
+    group.addoption(
+        "--oompa-repo",
+        metavar="DIR",
+        default=None,
+        help="The project repository the swarm works on (default: oompa_repo ini value, "
+        "else the config file's folder).",
+    )
+    group.addoption(
+        "--oompa-runs-dir",
+        metavar="DIR",
+        default=None,
+        help="Where run artifacts go. Precedence: this option, ini oompa_runs_dir, env "
+        "OOMPA_RUNS_DIR, env RUNS_DIR; default: <rootdir>/runs.",
+    )
+    group.addoption(
+        "--oompa-fake-harnesses",
+        action="store_true",
+        default=None,
+        help="Put the bundled fake claude/codex/opencode/gemini first on the swarm's PATH "
+        "(default: the config's fake_harnesses section).",
+    )
+    group.addoption(
+        "--oompa-gate",
+        metavar="THRESHOLDS",
+        default=None,
+        help="Gate thresholds on the swarm's outcome, over the config's gate: e.g. "
+        "min_merges=3,max_errors=0,max_rejection_rate=0.2,all_tasks_complete,no_worker_error,"
+        "max_wall_time=600 (default: the config's gate section, else none).",
+    )
+    group.addoption(
+        "--oompa-outcomes",
+        metavar="MAPPING",
+        default=None,
+        help="How iteration outcomes report, over the config's outcomes: e.g. "
+        "rejected=xfail,working=fail; each one of pass, fail, skip, xfail (default: rejected "
+        "and error fail, the others pass).",
+    )
+    group.addoption(
+        "--oompa-no-probe",
+        action="store_true",
+        default=False,
+        help="Skip the preflight probe of each model (default: probe).",
+    )
+    group.addoption(
+        "--oompa-call-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=None,
+        help="Kill a harness call (its whole process group) after this many seconds "
+        "(default: the config's per-agent timeout, else none).",
+    )
+    parser.addini("oompa_swarm", "Swarm config file to run (like --oompa-swarm).", default="")
+    parser.addini("oompa_repo", "Project repository (like --oompa-repo).", default="")
+    parser.addini("oompa_runs_dir", "Run artifacts folder (like --oompa-runs-dir).", default="")
+
+
+def ini_path(config: pytest.Config, name: str) -> Path | None:
+    """An ini value as a path, relative to the ini file's folder (else the rootdir)."""
+    value = str(config.getini(name) or "")
+    if not value:
+        return None
+    base = config.inipath.parent if config.inipath else config.rootpath
+    return (base / value).resolve()
+
+
+def cli_path(config: pytest.Config, name: str) -> Path | None:
+    value = config.getoption(name)
+    return Path(value).resolve() if value else None
