@@ -1,9 +1,10 @@
 """One worker's loop, as a small state machine.
 
-``decide`` is pure: the outcome family follows from the harness call and the signals in its
-reply. ``WorkerRunner`` carries the side effects of each outcome (git, the task queue, the
-reviewer) and the little state a worker keeps between iterations: its worktree, its session,
-its consecutive-error count and its metrics.
+What an iteration comes to is decided in ``decision.py``, purely: from the facts learned so far
+it names the next step or the ending. ``WorkerRunner`` performs the steps (harness calls, git,
+the task queue), the side effects of each ending, and keeps the little state a worker carries
+between iterations: its worktree, its session, its consecutive-error count and its metrics.
+Its collaborators come in a ``SwarmContext``, so a test can drive it with stubs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
 
 from pytest_oompa.core.config import AgentSpec, WorkerSpec
@@ -31,36 +31,25 @@ from pytest_oompa.core.results import (
 )
 from pytest_oompa.engine import prompts
 from pytest_oompa.engine.calls import CallOutcome, HarnessCaller
+from pytest_oompa.engine.decision import (
+    MAX_CONSECUTIVE_ERRORS,
+    NEEDS_CHANGES,
+    Ending,
+    Facts,
+    Release,
+    Reply,
+    Step,
+    finishes_worker,
+    gives_up,
+    next_step,
+    release_after,
+)
 from pytest_oompa.engine.git import GitError, Repo, Worktree
 from pytest_oompa.engine.markers import Signals, parse_signals, parse_verdict
 from pytest_oompa.engine.tasks import ClaimResult, TaskQueue
 from pytest_oompa.harnesses.spec import SessionMode
 
-MAX_CONSECUTIVE_ERRORS = 3
-MAX_REVIEW_ROUNDS = 3
 TASK_POLL_SECONDS = 5.0
-
-
-class Decision(Enum):
-    ERROR = "error"
-    CLAIM = "claim"
-    MERGE = "merge"
-    DONE = "done"
-    EXECUTOR_DONE = "executor-done"
-    WORKING = "working"
-
-
-def decide(call_failed: bool, signals: Signals, can_plan: bool) -> Decision:
-    """First match wins, in oompa's order."""
-    if call_failed:
-        return Decision.ERROR
-    if (signals.claims or signals.invalid_claims) and not (signals.merge or signals.done):
-        return Decision.CLAIM
-    if signals.merge:
-        return Decision.MERGE
-    if signals.done:
-        return Decision.DONE if can_plan else Decision.EXECUTOR_DONE
-    return Decision.WORKING
 
 
 def utc_now() -> str:
@@ -100,6 +89,7 @@ class _Iteration:
     started: float
     calls: list[CallRecord] = field(default_factory=list)
     reviews: list[ReviewRound] = field(default_factory=list)
+    feedback: list[str] = field(default_factory=list)  # reviewer replies that asked for changes
     notes: list[str] = field(default_factory=list)
     diff_files: tuple[str, ...] = ()
     recycled: tuple[str, ...] = ()
@@ -207,7 +197,7 @@ class WorkerRunner:
         if outcome is Outcome.ERROR:
             self.consecutive_errors += 1
             self.metrics.errors += 1
-            if self.consecutive_errors >= MAX_CONSECUTIVE_ERRORS:
+            if gives_up(self.consecutive_errors):
                 self.status = WorkerStatus.ERROR
                 it.error = f"{it.error} ({MAX_CONSECUTIVE_ERRORS} consecutive errors)"
         else:
@@ -233,40 +223,26 @@ class WorkerRunner:
         )
 
     def _iterate(self, it: _Iteration) -> Outcome:
+        reviewer = self.ctx.reviewer
+        facts = Facts(can_plan=self.spec.can_plan, reviewer=reviewer.harness if reviewer else None)
         try:
             if self.worktree is None:
                 self.worktree = self.ctx.repo.add_worktree(self.id, it.number)
         except GitError as exc:
-            return self._fail(it, f"could not create the worktree: {exc.stderr or exc}")
+            facts = dataclasses.replace(facts, worktree_error=exc.stderr or str(exc))
         wt = self.worktree
-        call = self._agent_call(it, wt, role="worker", prompt=self._prompt(), resume=True)
-        signals = parse_signals(call.parsed.text) if not call.failure else Signals()
-        decision = decide(call.failure is not None, signals, self.spec.can_plan)
-        if decision is Decision.ERROR:
-            return self._fail(it, f"{call.record.harness} failed: {call.failure}")
-        self.session_id = call.session_id
-        if signals.claims or signals.invalid_claims:
-            self._claim(it, signals)
-        adopted = self.ctx.queue.adopt_unowned(self.id)
-        if adopted:
-            it.notes.append(f"took tasks moved to current/ by the agent: {', '.join(adopted)}")
-        it.held = tuple(self.ctx.queue.owned_by(self.id))
-
-        if decision is Decision.CLAIM:
-            return Outcome.CLAIMED
-        if decision is Decision.WORKING:
-            return Outcome.WORKING
-        if decision is Decision.DONE:
-            self.status = WorkerStatus.DONE
-            self._release(it, recycle=False)
-            return Outcome.DONE
-        if decision is Decision.EXECUTOR_DONE:
-            self._release(it)
-            return Outcome.EXECUTOR_DONE
-        outcome = self._merge_flow(it, wt)
-        if outcome is Outcome.MERGED and signals.done and self.spec.can_plan:
-            self.status = WorkerStatus.DONE
-        return outcome
+        perform = {
+            Step.CALL: self._call,
+            Step.INSPECT: self._inspect,
+            Step.COUNT_COMMITS: self._count_commits,
+            Step.REVIEW: self._review_round,
+            Step.FIX: self._fix,
+            Step.MERGE: self._merge,
+        }
+        while not isinstance(step := next_step(facts), Ending):
+            assert wt is not None  # no step is asked for once the worktree could not be made
+            facts = perform[step](it, wt, facts)
+        return self._end(it, step, facts)
 
     def _prompt(self) -> str:
         swarm, wid = self.ctx.swarm_id, self.id
@@ -321,84 +297,84 @@ class WorkerRunner:
             self.ctx.swarm_id, self.id, result, self.ctx.queue.describe()
         )
 
-    # -- merge, review -------------------------------------------------------------------------
+    # -- the steps: each fetches one fact ------------------------------------------------------
 
-    def _merge_flow(self, it: _Iteration, wt: Worktree) -> Outcome:
+    def _call(self, it: _Iteration, wt: Worktree, facts: Facts) -> Facts:
+        """The agent's call. A reply that can be used starts the work: the session is kept,
+        the tasks it claims are claimed, tasks the agent moved to current/ by hand adopted."""
+        call = self._agent_call(it, wt, role="worker", prompt=self._prompt(), resume=True)
+        if call.failure:
+            return dataclasses.replace(facts, reply=Reply(call.record.harness, call.failure))
+        signals = parse_signals(call.parsed.text)
+        self.session_id = call.session_id
+        if signals.claims or signals.invalid_claims:
+            self._claim(it, signals)
+        adopted = self.ctx.queue.adopt_unowned(self.id)
+        if adopted:
+            it.notes.append(f"took tasks moved to current/ by the agent: {', '.join(adopted)}")
+        it.held = tuple(self.ctx.queue.owned_by(self.id))
+        return dataclasses.replace(facts, reply=Reply(call.record.harness, None, signals))
+
+    def _inspect(self, it: _Iteration, wt: Worktree, facts: Facts) -> Facts:
         repo = self.ctx.repo
         repo.commit_all(wt, f"oompa: work from {wt.name}")
         it.diff_files = tuple(repo.changed_files(wt))
-        if not it.diff_files and repo.commits_ahead(wt) == 0:
-            self._release(it)
-            return Outcome.NO_CHANGES
-        task_only = bool(it.diff_files) and all(f.startswith("tasks/") for f in it.diff_files)
-        if not task_only and not self._review(it, wt):
-            if it.error:
-                return self._fail(it, it.error)
-            self.metrics.rejections += 1
-            self._release(it)
-            return Outcome.REJECTED
-        return self._merge(it, wt)
+        return dataclasses.replace(facts, diff_files=it.diff_files)
 
-    def _review(self, it: _Iteration, wt: Worktree) -> bool:
+    def _count_commits(self, it: _Iteration, wt: Worktree, facts: Facts) -> Facts:
+        return dataclasses.replace(facts, commits_ahead=self.ctx.repo.commits_ahead(wt))
+
+    def _review_round(self, it: _Iteration, wt: Worktree, facts: Facts) -> Facts:
         reviewer = self.ctx.reviewer
-        if reviewer is None:
-            return True
+        assert reviewer is not None  # next_step asks for a review only when there is a reviewer
         repo = self.ctx.repo
-        feedback: list[str] = []
-        for number in range(1, MAX_REVIEW_ROUNDS + 1):
-            if number > 1:
-                repo.commit_all(wt, f"oompa: review fixes for {wt.name} (round {number - 1})")
-                it.diff_files = tuple(repo.changed_files(wt))
-            prompt = prompts.review(
-                self.ctx.swarm_id, self.id, repo.diff_text(wt), reviewer.prompt_text, feedback
-            )
-            call = self.ctx.caller.call(
-                reviewer,
-                role="reviewer",
-                prompt=prompt,
-                cwd=wt.path,
-                session=SessionMode.none(),
-                timeout=self._budget(it, reviewer),
-                name=it.call_name(self.id, "reviewer"),
-            )
-            it.calls.append(call.record)
-            if call.cancelled:
-                raise Interrupted
-            self._budget(it, reviewer)
-            if call.failure:
-                it.error = f"reviewer ({reviewer.harness}) failed: {call.failure}"
-                return False
-            verdict = parse_verdict(call.parsed.text)
-            round_ = ReviewRound(number, verdict, call.parsed.text, it.diff_files, call.record)
-            artifact = self.ctx.on_review(self.id, it.number, round_)
-            it.reviews.append(dataclasses.replace(round_, artifact=artifact))
-            self.metrics.review_rounds_total += 1
-            if verdict != "needs-changes":
-                return verdict == "approved"
-            feedback.append(call.parsed.text)
-            if number == MAX_REVIEW_ROUNDS:
-                return False
-            fix = self._agent_call(
-                it,
-                wt,
-                role="fix",
-                prompt=prompts.fix(self.ctx.swarm_id, self.id, feedback),
-                resume=True,
-            )
-            if fix.failure:
-                it.error = f"fix after review round {number} failed: {fix.failure}"
-                return False
-            self.session_id = fix.session_id or self.session_id
-        return False
+        number = len(facts.verdicts) + 1
+        if number > 1:
+            repo.commit_all(wt, f"oompa: review fixes for {wt.name} (round {number - 1})")
+            it.diff_files = tuple(repo.changed_files(wt))
+        prompt = prompts.review(
+            self.ctx.swarm_id, self.id, repo.diff_text(wt), reviewer.prompt_text, it.feedback
+        )
+        call = self.ctx.caller.call(
+            reviewer,
+            role="reviewer",
+            prompt=prompt,
+            cwd=wt.path,
+            session=SessionMode.none(),
+            timeout=self._budget(it, reviewer),
+            name=it.call_name(self.id, "reviewer"),
+        )
+        it.calls.append(call.record)
+        if call.cancelled:
+            raise Interrupted
+        self._budget(it, reviewer)
+        if call.failure:
+            return dataclasses.replace(facts, reviewer_failure=call.failure)
+        verdict = parse_verdict(call.parsed.text)
+        round_ = ReviewRound(number, verdict, call.parsed.text, it.diff_files, call.record)
+        artifact = self.ctx.on_review(self.id, it.number, round_)
+        it.reviews.append(dataclasses.replace(round_, artifact=artifact))
+        self.metrics.review_rounds_total += 1
+        if verdict == NEEDS_CHANGES:
+            it.feedback.append(call.parsed.text)
+        return dataclasses.replace(facts, verdicts=(*facts.verdicts, verdict))
 
-    def _merge(self, it: _Iteration, wt: Worktree) -> Outcome:
+    def _fix(self, it: _Iteration, wt: Worktree, facts: Facts) -> Facts:
+        prompt = prompts.fix(self.ctx.swarm_id, self.id, it.feedback)
+        fix = self._agent_call(it, wt, role="fix", prompt=prompt, resume=True)
+        if fix.failure:
+            return dataclasses.replace(facts, fix_failure=fix.failure)
+        self.session_id = fix.session_id or self.session_id
+        return dataclasses.replace(facts, fixes=facts.fixes + 1)
+
+    def _merge(self, it: _Iteration, wt: Worktree, facts: Facts) -> Facts:
         repo, queue = self.ctx.repo, self.ctx.queue
         message = f"oompa: merge {wt.name} (swarm {self.ctx.swarm_id})"
         with repo.merge_lock:
             try:
                 it.merged_commit = repo.merge(wt, message)
             except GitError as exc:
-                return self._fail(it, f"merge into main failed, aborted: {exc.stderr or exc}")
+                return dataclasses.replace(facts, merge_error=exc.stderr or str(exc))
             held = queue.owned_by(self.id)
             report = queue.complete(
                 held,
@@ -411,12 +387,26 @@ class WorkerRunner:
             )
         it.completed = tuple(report.completed)
         it.notes += report.problems
-        self.metrics.merges += 1
-        self.metrics.completed += 1
-        self._release(it, recycle=False)
-        return Outcome.MERGED
+        return dataclasses.replace(facts, merged_commit=it.merged_commit)
 
     # -- endings -------------------------------------------------------------------------------
+
+    def _end(self, it: _Iteration, ending: Ending, facts: Facts) -> Outcome:
+        """The side effects of an ending: the worker's status, metrics, and the unit of work."""
+        outcome = ending.outcome
+        if finishes_worker(outcome, facts):
+            self.status = WorkerStatus.DONE
+        if outcome is Outcome.ERROR:
+            it.error = ending.error
+        elif outcome is Outcome.REJECTED:
+            self.metrics.rejections += 1
+        elif outcome is Outcome.MERGED:
+            self.metrics.merges += 1
+            self.metrics.completed += 1
+        release = release_after(outcome)
+        if release is not Release.CONTINUE:
+            self._release(it, recycle=release is Release.RECYCLE)
+        return outcome
 
     def _fail(self, it: _Iteration, error: str) -> Outcome:
         it.error = error
