@@ -11,7 +11,10 @@
     `pytest --collect-only` on an empty folder;
 (e) peak RSS of `pytest --oompa-swarm` at 64 workers (64x2) vs plain pytest's;
 (f) artifact writes per iteration (ArtifactStore.write_iteration + update_live_summary, schema
-    validation and fsync included) vs plain json.dump + os.replace.
+    validation and fsync included) vs plain json.dump + os.replace;
+(g) what the plugin costs a pytest start: a one-test run with the plugin installed vs the same
+    run with `-p no:oompa`, and a 1-worker, 1-iteration swarm vs that bare start; each with the
+    bytecode cache warm and with PYTHONDONTWRITEBYTECODE=1 (no cached bytecode of the package).
 
 The agent is the bundled fake claude (default behaviour: append a line, git add + commit, ask
 for a merge), started through the same wrapper (pytest_oompa.core.paths.fake_bin_dir()) by the
@@ -720,6 +723,25 @@ def subprocess_env(ws: Workspace) -> dict[str, str]:
     return env
 
 
+def no_bytecode_env() -> dict[str, str]:
+    """The caller's environment as a CI image or container often has it: bytecode is neither
+    written nor cached for this package (pytest's rewritten bytecode included)."""
+    env = dict(os.environ)
+    env.pop("PYTHONPYCACHEPREFIX", None)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def forget_rewritten_bytecode() -> None:
+    """Remove pytest's assertion-rewritten bytecode of the package (``*-pytest-*.pyc``): pytest
+    rewrites every module of a pytest11 plugin's distribution, and reads such a file when it
+    exists even where it writes none. Without it, every module the plugin loads is parsed,
+    rewritten and compiled again at every start."""
+    package = Path(paths.__file__).resolve().parents[1]
+    for pyc in package.rglob("__pycache__/*-pytest-*.pyc"):
+        pyc.unlink(missing_ok=True)
+
+
 def timed(
     argv: list[str], cwd: Path, env: dict[str, str]
 ) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -896,6 +918,7 @@ class Plan:
     e_size: tuple[int, int] = (64, 2)
     f_calls: int = 100
     spawn_iterations: int = 5
+    g_runs: int = 7
 
 
 def make_plan(quick: bool, repeat: int | None) -> Plan:
@@ -1264,8 +1287,78 @@ class Bench:
             )
         )
 
+    # (g) ---------------------------------------------------------------------------------------
 
-FIGURES = ("a", "spawns", "b", "c", "d", "e", "f")
+    def figure_g(self) -> None:
+        runs = self.plan.g_runs
+        folder = self.ws.fresh("startup")
+        (folder / "test_one.py").write_text("def test_one():\n    assert True\n", encoding="utf-8")
+        one = [*PYTEST, "-q", "test_one.py"]
+        bare = [*PYTEST, "-p", "no:oompa", "-q", "test_one.py"]
+        for mode, env in (("bytecode cached", self.env), ("no bytecode", no_bytecode_env())):
+            log(f"(g) pytest start, {mode}: one test with and without the plugin, {runs} runs")
+            if mode == "no bytecode":
+                forget_rewritten_bytecode()
+            else:
+                timed(one, folder, env)  # warm the private cache
+            with_plugin, without, swarm = [], [], []
+            for i in range(runs):
+                t, p = timed(one, folder, env)
+                self.checks.add(f"(g) one test, {mode}", [] if p.returncode == 0 else [p.stdout])
+                with_plugin.append(t)
+                t, p = timed(bare, folder, env)
+                without.append(t)
+                sw = self.ws.fresh(f"startup-swarm-{i}")
+                repo = new_repo(sw / "project")
+                cfg = {"probe": False, "fake_harnesses": True, "workers": [{"model": "claude:x"}]}
+                cfg["workers"][0]["iterations"] = 1
+                (sw / "oompa.json").write_text(json.dumps(cfg), encoding="utf-8")
+                argv = [
+                    *PYTEST,
+                    "-q",
+                    f"--oompa-swarm={sw / 'oompa.json'}",
+                    f"--oompa-repo={repo}",
+                    f"--oompa-runs-dir={sw / 'runs'}",
+                ]
+                t, p = timed(argv, sw, {**env, **_agent_env(sw)})
+                ok = p.returncode == 0 and "1 passed" in p.stdout
+                self.checks.add(
+                    f"(g) 1x1 swarm, {mode}",
+                    ([] if ok else [p.stdout[-400:]]) + repo_problems(repo, 1),
+                )
+                swarm.append(t)
+                self.ws.done(sw)
+                log(f"    plugin {with_plugin[-1]:.3f} s, -p no:oompa {without[-1]:.3f} s, ")
+                log(f"    swarm 1x1 {swarm[-1]:.3f} s")
+            key = "cached" if mode == "bytecode cached" else "nobytecode"
+            self.rows.append(
+                Row(
+                    f"g.idle_{key}",
+                    f"(g) one-test pytest run, plugin installed, {mode}",
+                    "s",
+                    with_plugin,
+                    without,
+                    "-p no:oompa",
+                    target="ratio <= 1.10",
+                    target_check=lambda r: (r.ratio or 9) <= 1.10,
+                )
+            )
+            self.rows.append(
+                Row(
+                    f"g.swarm_{key}",
+                    f"(g) 1 worker x 1 iteration swarm, {mode}",
+                    "s",
+                    swarm,
+                    without,
+                    "bare pytest start",
+                    target="delta <= 0.30 s",
+                    target_check=lambda r: (r.delta or 9) <= 0.30,
+                    note="the whole pytest process: start, preflight, one iteration, artifacts",
+                )
+            )
+
+
+FIGURES = ("a", "spawns", "b", "c", "d", "e", "f", "g")
 
 
 def main() -> int:

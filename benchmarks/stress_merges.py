@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pytest_oompa.plugin.fixtures import GitRepo, SwarmRunner
+from pytest_oompa import GitRepo
+from pytest_oompa.plugin.swarm_runner import SwarmRunner
 
 
 def one_run(workers: int, iterations: int) -> tuple[int, float, list[str]]:

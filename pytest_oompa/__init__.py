@@ -63,14 +63,14 @@ _EXPORTS: dict[str, str] = {
     "verdict": "pytest_oompa.offline.fake_scenario",
     "FakeModelAPI": "pytest_oompa.offline.fake_api",
     # plugin: what tests use besides the fixtures themselves
-    "GitRepo": "pytest_oompa.plugin.fixtures",
-    "SwarmRun": "pytest_oompa.plugin.fixtures",
-    "FakeHarness": "pytest_oompa.plugin.harness_fixtures",
-    "Invocation": "pytest_oompa.plugin.harness_fixtures",
-    "ModelAPI": "pytest_oompa.plugin.harness_fixtures",
-    "ModelReply": "pytest_oompa.plugin.harness_fixtures",
-    "RealHarness": "pytest_oompa.plugin.harness_fixtures",
-    "read_invocations": "pytest_oompa.plugin.harness_fixtures",
+    "GitRepo": "pytest_oompa.plugin.git_repo",
+    "SwarmRun": "pytest_oompa.plugin.swarm_runner",
+    "FakeHarness": "pytest_oompa.plugin.fake_harness",
+    "Invocation": "pytest_oompa.plugin.fake_harness",
+    "ModelAPI": "pytest_oompa.plugin.real_harness",
+    "ModelReply": "pytest_oompa.plugin.real_harness",
+    "RealHarness": "pytest_oompa.plugin.real_harness",
+    "read_invocations": "pytest_oompa.plugin.fake_harness",
 }
 
 # Literal, so linters and type checkers read it; tests/test_public_api.py keeps it in step.
@@ -155,15 +155,10 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; kept in step by tests/test
     )
     from pytest_oompa.offline.fake_api import FakeModelAPI
     from pytest_oompa.offline.fake_scenario import MERGE, Scenario, ScenarioError, claim, verdict
-    from pytest_oompa.plugin.fixtures import GitRepo, SwarmRun
-    from pytest_oompa.plugin.harness_fixtures import (
-        FakeHarness,
-        Invocation,
-        ModelAPI,
-        ModelReply,
-        RealHarness,
-        read_invocations,
-    )
+    from pytest_oompa.plugin.fake_harness import FakeHarness, Invocation, read_invocations
+    from pytest_oompa.plugin.git_repo import GitRepo
+    from pytest_oompa.plugin.real_harness import ModelAPI, ModelReply, RealHarness
+    from pytest_oompa.plugin.swarm_runner import SwarmRun
     from pytest_oompa.report import render_report, write_report
     from pytest_oompa.runs.artifacts import (
         ArtifactError,

@@ -17,7 +17,6 @@ from pytest_oompa.plugin.stash import SESSION_KEY
 
 pytest_plugins = [
     "pytest_oompa.plugin.fixtures",
-    "pytest_oompa.plugin.harness_fixtures",
     "pytest_oompa.plugin.contract.plugin",
     "pytest_oompa.plugin.cassette_options",
     "pytest_oompa.plugin.real_swarm",
@@ -36,6 +35,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "oompa_repo(template=None, tasks=(), files=None): seed the oompa_repo fixture's "
+        "repository with a template folder's files (relative to the test file), task ids or "
+        "task objects in tasks/pending/, and files; committed on main.",
+    )
     swarm_path = options.cli_path(config, "oompa_swarm") or options.ini_path(config, "oompa_swarm")
     if swarm_path is not None:
         from pytest_oompa.plugin import session

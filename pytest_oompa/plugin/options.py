@@ -16,6 +16,7 @@ GROUP = ("oompa", "oompa: run coding-agent swarms")
 
 def add_options(parser: pytest.Parser) -> None:
     add_swarm_options(parser)
+    add_real_harness_options(parser)
 
 
 def add_swarm_options(parser: pytest.Parser) -> None:
@@ -82,6 +83,35 @@ def add_swarm_options(parser: pytest.Parser) -> None:
     parser.addini("oompa_swarm", "Swarm config file to run (like --oompa-swarm).", default="")
     parser.addini("oompa_repo", "Project repository (like --oompa-repo).", default="")
     parser.addini("oompa_runs_dir", "Run artifacts folder (like --oompa-runs-dir).", default="")
+
+
+def add_real_harness_options(parser: pytest.Parser) -> None:
+    """Which real CLIs tests may use, where they are, and the model API they talk to."""
+    group = parser.getgroup(*GROUP)
+    group.addoption(
+        "--oompa-real-harness",
+        dest="oompa_real_harness",
+        metavar="NAME[,NAME]",
+        default=None,
+        help="Let tests use these real agent CLIs (real_harness, the contract suite): names "
+        "such as claude,codex, or 'all' (default: none; those tests skip).",
+    )
+    group.addoption(
+        "--oompa-fake-api",
+        dest="oompa_fake_api",
+        action="store_true",
+        default=False,
+        help="Give the real CLIs the loopback fake model API (pytest_oompa.offline.fake_api): the "
+        "contract suite's model checks run against it (default: off; those checks skip).",
+    )
+    group.addoption(
+        "--oompa-real-harness-dir",
+        dest="oompa_real_harness_dir",
+        metavar="DIR",
+        default=None,
+        help="Look for the real CLIs in DIR first (an install folder of .ci/install-clis or a "
+        "bin folder), then OOMPA_CLIS_DIR, the install cache and PATH.",
+    )
 
 
 def ini_path(config: pytest.Config, name: str) -> Path | None:

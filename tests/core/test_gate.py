@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from pytest_oompa import GitRepo
 from pytest_oompa.core.gate import (
     GateFacts,
     GateOptionError,
@@ -14,7 +15,6 @@ from pytest_oompa.core.gate import (
     merge,
     parse_gate_option,
 )
-from pytest_oompa.plugin.fixtures import GitRepo
 
 FAST = {"probe": False, "executor_wait": 0}
 FACTS = GateFacts(

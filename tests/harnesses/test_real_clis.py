@@ -27,12 +27,13 @@ from typing import Any
 import pytest
 from support.contract import assert_run_valid, assert_runs_valid
 
+from pytest_oompa import GitRepo
 from pytest_oompa.core import paths
 from pytest_oompa.harnesses import real_clis
 from pytest_oompa.harnesses.registry import HarnessRegistry
 from pytest_oompa.harnesses.spec import SessionMode, build_command
 from pytest_oompa.offline.fake_api import FakeModelAPI
-from pytest_oompa.plugin.fixtures import GitRepo, SwarmRunner
+from pytest_oompa.plugin.swarm_runner import SwarmRunner
 
 HARNESSES = real_clis.NAMES
 REGISTRY = HarnessRegistry()

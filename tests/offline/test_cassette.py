@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from pytest_oompa import GitRepo, SwarmRun
 from pytest_oompa.core.paths import fake_bin_dir, fake_harnesses_dir
 from pytest_oompa.offline import cassette
 from pytest_oompa.offline.cassette import (
@@ -25,7 +26,7 @@ from pytest_oompa.offline.cassette import (
     snapshot,
     view,
 )
-from pytest_oompa.plugin.fixtures import GitRepo, SwarmRun, SwarmRunner
+from pytest_oompa.plugin.swarm_runner import SwarmRunner
 
 FAKES = fake_harnesses_dir()
 

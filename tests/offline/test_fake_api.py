@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import tomllib
 
-from pytest_oompa.offline.fake_api import FakeModelAPI, Scenario, ScenarioError
+from pytest_oompa.offline.fake_api import ApiScenario, ApiScenarioError, FakeModelAPI
 
 CWD = "/work/proj"
 SYSTEM = f"You are an agent.\n - Primary working directory: {CWD}\n"
@@ -644,18 +644,18 @@ def test_request_log_file_redacts_keys(tmp_path: Path) -> None:
     ],
 )
 def test_bad_scenarios(data: Any, message: str) -> None:
-    with pytest.raises(ScenarioError, match=re.escape(message)):
-        Scenario.load(data)
+    with pytest.raises(ApiScenarioError, match=re.escape(message)):
+        ApiScenario.load(data)
 
 
 def test_scenario_from_file_and_json_text(tmp_path: Path) -> None:
     path = tmp_path / "s.json"
     path.write_text(json.dumps({"conversations": [{"match": "m", "turns": ["a", {"say": "b"}]}]}))
     for source in (path, str(path), path.read_text()):
-        scenario = Scenario.load(source)
+        scenario = ApiScenario.load(source)
         assert [t.say for t in scenario.conversations[0].turns] == ["a", "b"]
-    with pytest.raises(ScenarioError, match="not JSON"):
-        Scenario.load("{nope")
+    with pytest.raises(ApiScenarioError, match="not JSON"):
+        ApiScenario.load("{nope")
 
 
 def test_loopback_only_and_restart() -> None:

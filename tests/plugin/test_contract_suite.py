@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_oompa.core.paths import fake_bin_dir
-from pytest_oompa.plugin.harness_fixtures import NEEDS_MODEL
+from pytest_oompa.plugin.real_harness import NEEDS_MODEL
 
 ALL_FAKES = "--oompa-contract=claude,codex,opencode,gemini"
 CHECKS_PER_HARNESS = 16

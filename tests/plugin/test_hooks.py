@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from support.contract import assert_run_valid
 
+from pytest_oompa import GitRepo, read_invocations
 from pytest_oompa.core.paths import fake_bin_dir
-from pytest_oompa.plugin.fixtures import GitRepo
-from pytest_oompa.plugin.harness_fixtures import read_invocations
 
 FAST = {"probe": False, "executor_wait": 0}
 

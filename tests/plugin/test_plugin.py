@@ -15,7 +15,7 @@ import pytest
 from support.contract import assert_run_valid
 from support.terminal import default_sigint
 
-from pytest_oompa.plugin.fixtures import GitRepo
+from pytest_oompa import GitRepo
 
 FAST = {"probe": False, "executor_wait": 0}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_oompa.plugin.fixtures import GitRepo
+from pytest_oompa import GitRepo
 
 CONFIG = {"workers": [{"model": "claude:opus", "iterations": 1}]}
 GHOST = """

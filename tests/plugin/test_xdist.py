@@ -24,9 +24,9 @@ import pytest
 from support.contract import assert_run_valid
 from support.terminal import default_sigint
 
+from pytest_oompa import GitRepo
 from pytest_oompa.engine.swarm import SharedTaskQueue
 from pytest_oompa.engine.tasks import TaskQueue
-from pytest_oompa.plugin.fixtures import GitRepo
 from pytest_oompa.plugin.xdist.assignment import assign, parse_collection
 from pytest_oompa.runs.artifacts import ArtifactStore
 from pytest_oompa.runs.files import IGNORED

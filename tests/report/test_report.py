@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from pytest_oompa import GitRepo
 from pytest_oompa.core.config import resolve
 from pytest_oompa.engine.swarm import Swarm, SwarmListener, SwarmOptions
-from pytest_oompa.plugin.fixtures import GitRepo
 from pytest_oompa.report import OUTCOMES, main, render_report, write_report
 from pytest_oompa.report import page as report
 from pytest_oompa.runs.artifacts import ArtifactStore

@@ -16,7 +16,7 @@ import pytest
 from support.contract import assert_run_valid, assert_runs_valid
 from support.terminal import default_sigint
 
-from pytest_oompa.plugin.fixtures import GitRepo
+from pytest_oompa import GitRepo
 from pytest_oompa.runs.commandlog import read_events
 from pytest_oompa.runs.reader import RunFolder, list_runs, main_runs, main_show
 
@@ -95,7 +95,8 @@ def test_a_runaway_output_is_capped_with_its_tail_and_memory_bounded(tmp_path):
         textwrap.dedent(f"""
         import resource, tracemalloc
         from pathlib import Path
-        from pytest_oompa.plugin.fixtures import GitRepo, SwarmRunner
+        from pytest_oompa import GitRepo
+        from pytest_oompa.plugin.swarm_runner import SwarmRunner
         tmp = Path({str(tmp_path)!r})
         runner = SwarmRunner(tmp, GitRepo(tmp / "project"))
         config = {{"probe": False, "workers": [{{"model": "claude:opus", "iterations": 1}}]}}

@@ -39,10 +39,9 @@ from pytest_oompa.harnesses.spec import (
     build_command,
 )
 from pytest_oompa.plugin.contract.plugin import MARKER, TARGETS_KEY, Target
-from pytest_oompa.plugin.harness_fixtures import (
+from pytest_oompa.plugin.fake_harness import FakeHarness, Invocation
+from pytest_oompa.plugin.real_harness import (
     NEEDS_MODEL,
-    FakeHarness,
-    Invocation,
     ModelAPI,
     ModelReply,
     RealHarness,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_oompa.plugin.contract import CHECKS_PATH
-from pytest_oompa.plugin.harness_fixtures import selected_real_harnesses
+from pytest_oompa.plugin.real_harness import selected_real_harnesses
 from pytest_oompa.plugin.registry import registry_for
 from pytest_oompa.plugin.stash import SESSION_KEY
 

@@ -1,15 +1,9 @@
-"""Fixtures for harness authors: the bundled fake CLIs and the real ones.
+"""The bundled fake CLIs as a test sees them: ``FakeHarness`` (the fakes first on ``PATH``, with
+their own state folder, invocation log and scenario), ``FakeCall`` (one agent call made through
+the registry) and the invocation log read back as typed ``Invocation`` records.
 
-- ``fake_harness``: the bundled fakes first on ``PATH`` for one test, with their own state
-  folder, invocation log and scenario (built with ``pytest_oompa.offline.fake_scenario``).
-  Tests call a fake directly (``run``, ``call``) or run a swarm with ``oompa_swarm``, which
-  then shares the same scenario, state and log. The log reads back as typed ``Invocation`` records.
-- ``real_harness``: a real CLI, opt-in with ``--oompa-real-harness=NAME[,NAME]``, found with
-  ``pytest_oompa.harnesses.real_clis.find`` (a configured folder, the install cache, then
-  ``PATH``) with its version; otherwise the test is skipped with the reason.
-- ``oompa_harness_registry``: the harness registry as a swarm of this session sees it (the
-  built-in entries plus whatever ``pytest_oompa_register_harnesses`` implementations add).
-- ``oompa_model_api``: a model API for real CLIs (None here: tests that need a model skip).
+The ``fake_harness`` fixture (``fixtures.py``) hands a test one ``FakeHarness``; scenarios are
+built with ``pytest_oompa.offline.fake_scenario``.
 """
 
 from __future__ import annotations
@@ -18,32 +12,25 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import pytest
 
 from pytest_oompa.core.paths import FAKE_NAMES, fake_bin_dir
 from pytest_oompa.engine import prompts
 from pytest_oompa.engine.markers import Signals, parse_signals, parse_verdict
-from pytest_oompa.harnesses import real_clis
 from pytest_oompa.harnesses.output import ParsedOutput
-from pytest_oompa.harnesses.registry import BASE_ENV, HarnessRegistry, env_matches
-from pytest_oompa.harnesses.spec import HarnessCommand, HarnessSpec, SessionMode, build_command
+from pytest_oompa.harnesses.registry import HarnessRegistry
+from pytest_oompa.harnesses.spec import HarnessCommand, SessionMode, build_command
 from pytest_oompa.offline.fake_scenario import Scenario, as_dict
-from pytest_oompa.plugin.fixtures import FAKE_HARNESS_KEY
-from pytest_oompa.plugin.registry import registry_for
 
 ENV_STATE = "OOMPA_FAKE_STATE"
 ENV_SCENARIO = "OOMPA_FAKE_SCENARIO"
 ENV_LOG = "OOMPA_FAKE_LOG"
-REAL_OPTION = "--oompa-real-harness"
-REAL_ALL = "all"
 ROLE_SESSIONS = {"worker": "new", "fix": "new", "reviewer": "none", "planner": "none"}
-
-
 
 
 def prompt_for(role: str, worker: str = "w0", swarm: str = "test", text: str = "") -> str:
@@ -367,258 +354,3 @@ class FakeHarness:
     def sessions(self, harness: str) -> list[dict[str, Any]]:
         folder = self.state_dir / harness / "sessions"
         return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
-
-
-@pytest.fixture
-def oompa_harness_registry(request: pytest.FixtureRequest) -> HarnessRegistry:
-    """The harness registry a swarm of this session uses: the built-in entries plus what
-    ``pytest_oompa_register_harnesses`` implementations (plugins, conftest.py) add."""
-    return registry_for(request.config)
-
-
-@pytest.fixture
-def fake_harness(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    oompa_harness_registry: HarnessRegistry,
-) -> Iterator[FakeHarness]:
-    """The bundled fake claude/codex/opencode/gemini first on ``PATH`` for this test, with a
-    state folder, an invocation log and a scenario of its own (``OOMPA_FAKE_*`` are set, so
-    any subprocess of the test uses them). ``oompa_swarm`` in the same test shares them."""
-    harness = FakeHarness(tmp_path / "fake-harness", monkeypatch, oompa_harness_registry)
-    request.node.stash[FAKE_HARNESS_KEY] = harness
-    yield harness
-    del request.node.stash[FAKE_HARNESS_KEY]
-
-
-# ---------------------------------------------------------------------------------------------
-# real_harness
-# ---------------------------------------------------------------------------------------------
-
-_REAL_CACHE = pytest.StashKey[dict[str, real_clis.RealCLI]]()
-
-
-def selected_real_harnesses(config: pytest.Config) -> list[str]:
-    """The names given to ``--oompa-real-harness`` (``all``: the four built-in CLIs)."""
-    raw = config.getoption("oompa_real_harness", None) or ""
-    names: list[str] = []
-    for part in str(raw).split(","):
-        name = part.strip()
-        if name == REAL_ALL:
-            names += [n for n in real_clis.NAMES if n not in names]
-        elif name and name not in names:
-            names.append(name)
-    return names
-
-
-def find_real(config: pytest.Config, binary: str) -> real_clis.RealCLI:
-    """``real_clis.find`` once per session and binary (reading a version takes a second)."""
-    cache = config.stash.setdefault(_REAL_CACHE, {})
-    if binary not in cache:
-        cache[binary] = real_clis.find(binary, config.getoption("oompa_real_harness_dir"))
-    return cache[binary]
-
-
-def real_skip_reason(config: pytest.Config, name: str) -> str | None:
-    """Why the real ``name`` is not used in this session, or None when it is selected."""
-    if name not in selected_real_harnesses(config):
-        return (
-            f"the real {name!r} CLI is not selected: run with {REAL_OPTION}={name} "
-            f"(or {REAL_OPTION}={REAL_ALL})"
-        )
-    return None
-
-
-class ModelAPI(Protocol):
-    """A model API a real CLI can be pointed at (the loopback model API), for the checks
-    that need a model. ``oompa_model_api`` returns one, or None."""
-
-    def environment(self, harness: str, home: Path) -> Mapping[str, str]:
-        """Variables (and files written under ``home``) that send ``harness`` to this API."""
-        ...
-
-    def script(self, match: str, replies: Sequence[ModelReply]) -> None:
-        """Answer the conversation whose first prompt contains ``match`` with ``replies``,
-        one per call (a resumed session continues with the next one)."""
-        ...
-
-
-@dataclass(frozen=True)
-class ModelReply:
-    """What the model answers in one call: files its agent writes (relative to its working
-    directory, with the CLI's own tool) and then the reply text."""
-
-    text: str
-    writes: Mapping[str, str] = field(default_factory=dict)
-
-
-NEEDS_MODEL = "needs a model API (see the loopback model API)"
-
-
-@dataclass
-class RealHarness:
-    """A real CLI found on this machine, run in a throwaway HOME (no credentials, no user
-    config) unless told otherwise."""
-
-    name: str
-    path: Path
-    version: str
-    home: Path
-    spec: HarnessSpec | None = None
-
-    @property
-    def bin_dir(self) -> Path:
-        return self.path.parent
-
-    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        """PATH (this CLI's folder first), locale, proxies and certificates from this process;
-        HOME and the XDG folders in the throwaway HOME; the registry entry's ``env``; then
-        ``extra``. API keys and tokens of this process are not passed."""
-        keep = tuple(p for p in BASE_ENV if p not in ("HOME", "XDG_*"))
-        env = {k: v for k, v in os.environ.items() if env_matches(k, keep)}
-        env["PATH"] = os.pathsep.join([str(self.bin_dir), os.environ.get("PATH", "")])
-        env["HOME"] = str(self.home)
-        for var, rel in (
-            ("XDG_CONFIG_HOME", ".config"),
-            ("XDG_DATA_HOME", ".local/share"),
-            ("XDG_STATE_HOME", ".local/state"),
-            ("XDG_CACHE_HOME", ".cache"),
-        ):
-            (self.home / rel).mkdir(parents=True, exist_ok=True)
-            env[var] = str(self.home / rel)
-        if self.spec is not None:
-            env.update(self.spec.env)
-        env.update(extra or {})
-        return env
-
-    def run(
-        self,
-        *argv: str,
-        cwd: str | os.PathLike[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        input: str | None = None,
-        timeout: float = 120,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run the real CLI with ``argv`` (stdin closed unless ``input`` is given)."""
-        folder = Path(cwd) if cwd is not None else self.home
-        return subprocess.run(
-            [str(self.path), *argv],
-            cwd=folder,
-            env={"PWD": str(folder), **self.env(env)},
-            input=input,
-            stdin=None if input is not None else subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-
-def real_harness_for(
-    config: pytest.Config, name: str, home: Path, registry: HarnessRegistry | None = None
-) -> RealHarness:
-    """The real ``name`` for a test, or ``pytest.skip`` with the reason."""
-    reason = real_skip_reason(config, name)
-    if reason:
-        pytest.skip(reason)
-    spec = registry.get(name) if registry is not None and name in registry.names() else None
-    found = find_real(config, spec.binary if spec is not None else name)
-    if not found.available:
-        pytest.skip(found.skip_reason or f"the real {name!r} CLI is not usable")
-    assert found.path is not None and found.version is not None
-    home.mkdir(parents=True, exist_ok=True)
-    return RealHarness(name, found.path, found.version, home, spec)
-
-
-@pytest.fixture
-def real_harness(
-    request: pytest.FixtureRequest,
-    tmp_path: Path,
-    oompa_harness_registry: HarnessRegistry,
-) -> RealHarness:
-    """A real CLI and its version; opt-in with ``--oompa-real-harness=NAME[,NAME]``.
-
-    Parametrize it by name (``@pytest.mark.parametrize("real_harness", ["claude"],
-    indirect=True)``); unparametrized, a test runs once per selected name. A CLI that is not
-    selected, not installed or broken skips the test with the reason."""
-    name = getattr(request, "param", None)
-    if name is None:
-        pytest.skip(
-            f"no real harness selected: run with {REAL_OPTION}=NAME[,NAME] "
-            f"({', '.join(real_clis.NAMES)} or {REAL_ALL})"
-        )
-    return real_harness_for(
-        request.config, str(name), tmp_path / "real-home", oompa_harness_registry
-    )
-
-
-@pytest.fixture
-def oompa_model_api(pytestconfig: pytest.Config) -> Iterator[ModelAPI | None]:
-    """The model API the real CLIs' model checks talk to: with --oompa-fake-api, the loopback
-    fake model API (pytest_oompa.offline.fake_api), scripted by each check; else None, and those
-    checks skip with the reason. A conftest.py may override it with another API."""
-    if not pytestconfig.getoption("oompa_fake_api"):
-        yield None
-        return
-    from pytest_oompa.offline.fake_api import FakeModelAPI
-
-    with FakeModelAPI() as api:
-        yield api.as_model_api()
-
-
-# ---------------------------------------------------------------------------------------------
-# hooks: options, markers, parametrizing real_harness
-# ---------------------------------------------------------------------------------------------
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("oompa")
-    group.addoption(
-        REAL_OPTION,
-        dest="oompa_real_harness",
-        metavar="NAME[,NAME]",
-        default=None,
-        help="Let tests use these real agent CLIs (real_harness, the contract suite): names "
-        f"such as claude,codex, or '{REAL_ALL}' (default: none; those tests skip).",
-    )
-    group.addoption(
-        "--oompa-fake-api",
-        dest="oompa_fake_api",
-        action="store_true",
-        default=False,
-        help="Give the real CLIs the loopback fake model API (pytest_oompa.offline.fake_api): the "
-        "contract suite's model checks run against it (default: off; those checks skip).",
-    )
-    group.addoption(
-        "--oompa-real-harness-dir",
-        dest="oompa_real_harness_dir",
-        metavar="DIR",
-        default=None,
-        help="Look for the real CLIs in DIR first (an install folder of .ci/install-clis or a "
-        "bin folder), then OOMPA_CLIS_DIR, the install cache and PATH.",
-    )
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        "oompa_repo(template=None, tasks=(), files=None): seed the oompa_repo fixture's "
-        "repository with a template folder's files (relative to the test file), task ids or "
-        "task objects in tasks/pending/, and files; committed on main.",
-    )
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """An unparametrized ``real_harness`` runs once per name selected on the command line."""
-    if "real_harness" not in metafunc.fixturenames:
-        return
-    for marker in metafunc.definition.iter_markers("parametrize"):
-        names = marker.args[0] if marker.args else marker.kwargs.get("argnames", "")
-        if isinstance(names, str):
-            names = [n.strip() for n in names.split(",")]
-        if "real_harness" in names:
-            return
-    selected = selected_real_harnesses(metafunc.config)
-    if selected:
-        metafunc.parametrize("real_harness", selected, indirect=True, ids=selected)
