@@ -33,7 +33,7 @@ from pytest_oompa.core import paths
 from pytest_oompa.harnesses import real_clis
 from pytest_oompa.harnesses.registry import HarnessRegistry
 from pytest_oompa.harnesses.spec import HarnessCommand
-from pytest_oompa.plugin.harness_fixtures import REAL_OPTION, find_real, selected_real_harnesses
+from pytest_oompa.plugin.real_harness import REAL_OPTION, find_real, selected_real_harnesses
 
 if TYPE_CHECKING:  # (loaded when a swarm runs, not with the plugin)
     from pytest_oompa.core.config import SwarmConfig
@@ -235,7 +235,7 @@ def _start_api(
     upstreams: dict[str, str],
 ) -> FakeModelAPI:
     from pytest_oompa.offline import wire_cassette
-    from pytest_oompa.offline.fake_api import FakeModelAPI, Scenario, ScenarioError
+    from pytest_oompa.offline.fake_api import ApiScenario, ApiScenarioError, FakeModelAPI
 
     clients = {c.name: c.version or "" for c in run.clis}
     distributed = hasattr(config, "workerinput") or config.getoption("numprocesses", None)
@@ -281,8 +281,8 @@ def _start_api(
             "--oompa-fake-api-scenario=FILE (or --oompa-wire-replay=FILE)"
         )
     try:
-        scenario = Scenario.load(Path(scenario_file))
-    except (OSError, ScenarioError) as exc:
+        scenario = ApiScenario.load(Path(scenario_file))
+    except (OSError, ApiScenarioError) as exc:
         raise _usage(f"--oompa-fake-api-scenario: {scenario_file}: {exc}") from None
     run.mode = f"fake, scenario {scenario_file}"
     return FakeModelAPI(scenario).start()
