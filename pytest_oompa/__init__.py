@@ -61,6 +61,8 @@ _EXPORTS: dict[str, str] = {
     "ScenarioError": "pytest_oompa.offline.fake_scenario",
     "claim": "pytest_oompa.offline.fake_scenario",
     "verdict": "pytest_oompa.offline.fake_scenario",
+    "ApiScenario": "pytest_oompa.offline.fake_api",
+    "ApiScenarioError": "pytest_oompa.offline.fake_api",
     "FakeModelAPI": "pytest_oompa.offline.fake_api",
     # plugin: what tests use besides the fixtures themselves
     "GitRepo": "pytest_oompa.plugin.git_repo",
@@ -153,7 +155,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; kept in step by tests/test
         SessionStrategy,
         build_command,
     )
-    from pytest_oompa.offline.fake_api import FakeModelAPI
+    from pytest_oompa.offline.fake_api import ApiScenario, ApiScenarioError, FakeModelAPI
     from pytest_oompa.offline.fake_scenario import MERGE, Scenario, ScenarioError, claim, verdict
     from pytest_oompa.plugin.fake_harness import FakeHarness, Invocation, read_invocations
     from pytest_oompa.plugin.git_repo import GitRepo

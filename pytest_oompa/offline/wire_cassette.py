@@ -22,6 +22,10 @@ value of a secret-named environment variable are replaced, and known key shapes 
 (``cassette.Redactor``). The cassette stores the CLI versions (``--version``, when the recorder
 knows them) and each request's User-Agent; replay warns when the CLI is another version.
 Format: ``schemas/wire-cassette.schema.json``, described in docs/cassettes.md.
+
+``WireRecorder`` and ``WireReplayer`` implement the ``Recorder`` and ``Replayer`` protocols of
+``fake_api.wire`` and are handed to ``FakeModelAPI``; this module depends on the fake API (for
+``RequestView``, which keys the requests), never the other way round.
 """
 
 from __future__ import annotations
@@ -33,20 +37,18 @@ import json
 import os
 import re
 import threading
-import time
 import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pytest_oompa import __version__
 from pytest_oompa.core.atomic import atomic_write_text
 from pytest_oompa.offline.cassette import Redactor
+from pytest_oompa.offline.fake_api import RequestView, Unmatched, view_of
+from pytest_oompa.offline.fake_api.wire import KEEP_RESPONSE_HEADERS
 from pytest_oompa.runs.artifacts import ArtifactError, utc_now_iso, validate_artifact
-
-if TYPE_CHECKING:
-    from pytest_oompa.offline.fake_api import RequestView
 
 FORMAT = "oompa-wire-cassette"
 VERSION = 1
@@ -86,8 +88,6 @@ _DROP_HEADERS = frozenset(
         "upgrade",
     }
 )
-#: Response headers kept in the cassette (and sent again on replay).
-KEEP_RESPONSE_HEADERS = ("content-type", "retry-after", "retry-after-ms")
 UPSTREAM_TIMEOUT = 600.0
 
 # -- normalization ----------------------------------------------------------------------------
@@ -208,8 +208,6 @@ def describe(
 def describe_recorded(exchange: Mapping[str, Any]) -> tuple[Key, str, dict[str, str]]:
     """``describe`` of a recorded request, from its body with today's rules (a cassette's
     own ``conversation`` and ``input`` are what the recorder saw, kept for reading)."""
-    from pytest_oompa.offline.fake_api import view_of
-
     body = exchange["request"]["body"]
     view = view_of(exchange["protocol"], exchange["path"], body if isinstance(body, dict) else {})
     key, text, found = describe(exchange["protocol"], exchange["path"], view)
@@ -619,10 +617,6 @@ def _merge(protocol: str, last: dict[str, Any], data: dict[str, Any]) -> bool:
     return False
 
 
-class Unmatched(Exception):
-    """A request the cassette has no recording for, or one that differs from it."""
-
-
 @dataclass(frozen=True)
 class Recorded:
     """A recorded exchange, described with today's rules."""
@@ -743,7 +737,3 @@ def _diff(recorded: str, live: str, limit: int = 60) -> str:
     if len(lines) > limit:
         lines = [*lines[:limit], f"... ({len(lines) - limit} more diff lines)"]
     return "\n".join(lines)
-
-
-def elapsed_ms(start: float) -> int:
-    return int((time.monotonic() - start) * 1000)
