@@ -79,6 +79,8 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "BUILTIN_HARNESSES",
     "MERGE",
+    "ApiScenario",
+    "ApiScenarioError",
     "ArtifactError",
     "ArtifactStore",
     "CallRecord",
