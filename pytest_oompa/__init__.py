@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# name -> the module that defines it
+# name -> the module that defines it ("module:attribute" where the module's name for it is a
+# word that would be ambiguous here, such as a cassette's ``load``)
 _EXPORTS: dict[str, str] = {
     # core: the swarm config and what a swarm produces
     "ConfigError": "pytest_oompa.core.config",
@@ -64,6 +65,13 @@ _EXPORTS: dict[str, str] = {
     "ApiScenario": "pytest_oompa.offline.fake_api",
     "ApiScenarioError": "pytest_oompa.offline.fake_api",
     "FakeModelAPI": "pytest_oompa.offline.fake_api",
+    "CassetteRecorder": "pytest_oompa.offline.cassette",
+    "ReplayOrder": "pytest_oompa.offline.cassette",
+    "comparable_artifacts": "pytest_oompa.offline.cassette",
+    "load_cassette": "pytest_oompa.offline.cassette:load",
+    "WireRecorder": "pytest_oompa.offline.wire_cassette",
+    "WireReplayer": "pytest_oompa.offline.wire_cassette",
+    "upstream_keys": "pytest_oompa.offline.wire_cassette",
     # plugin: what tests use besides the fixtures themselves
     "GitRepo": "pytest_oompa.plugin.git_repo",
     "SwarmRun": "pytest_oompa.plugin.swarm_runner",
@@ -84,6 +92,7 @@ __all__ = [
     "ArtifactError",
     "ArtifactStore",
     "CallRecord",
+    "CassetteRecorder",
     "ConfigError",
     "FakeHarness",
     "FakeModelAPI",
@@ -100,6 +109,7 @@ __all__ = [
     "RealHarness",
     "RealPackage",
     "Recipe",
+    "ReplayOrder",
     "Scenario",
     "ScenarioError",
     "SessionMode",
@@ -111,16 +121,21 @@ __all__ = [
     "SwarmResult",
     "SwarmRun",
     "UnknownHarness",
+    "WireRecorder",
+    "WireReplayer",
     "WorkerMetrics",
     "__version__",
     "build_command",
     "claim",
+    "comparable_artifacts",
+    "load_cassette",
     "load_config",
     "parse_signals",
     "parse_verdict",
     "read_artifact",
     "read_invocations",
     "render_report",
+    "upstream_keys",
     "validate_artifact",
     "verdict",
     "write_report",
@@ -132,7 +147,8 @@ def __getattr__(name: str) -> Any:
         module = _EXPORTS[name]
     except KeyError:
         raise AttributeError(f"module 'pytest_oompa' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
+    module, _, attribute = module.partition(":")
+    value = getattr(importlib.import_module(module), attribute or name)
     globals()[name] = value  # once loaded, a plain attribute
     return value
 
@@ -157,8 +173,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; kept in step by tests/test
         SessionStrategy,
         build_command,
     )
+    from pytest_oompa.offline.cassette import CassetteRecorder, ReplayOrder, comparable_artifacts
+    from pytest_oompa.offline.cassette import load as load_cassette
     from pytest_oompa.offline.fake_api import ApiScenario, ApiScenarioError, FakeModelAPI
     from pytest_oompa.offline.fake_scenario import MERGE, Scenario, ScenarioError, claim, verdict
+    from pytest_oompa.offline.wire_cassette import WireRecorder, WireReplayer, upstream_keys
     from pytest_oompa.plugin.fake_harness import FakeHarness, Invocation, read_invocations
     from pytest_oompa.plugin.git_repo import GitRepo
     from pytest_oompa.plugin.real_harness import ModelAPI, ModelReply, RealHarness

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_oompa.offline.fake_scenario import MERGE, claim
+from pytest_oompa import MERGE, claim
 
 HERE = Path(__file__).parent
 PROMPTS = {name: (HERE / "prompts" / name).read_text() for name in ("executor.md", "reviewer.md")}
