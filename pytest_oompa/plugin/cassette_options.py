@@ -32,26 +32,6 @@ REPLAY_KEY = pytest.StashKey[Path]()
 PLUGIN_NAME = "oompa-cassette"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("oompa", "oompa: run coding-agent swarms")
-    group.addoption(
-        "--oompa-record",
-        metavar="DIR",
-        default=None,
-        help="Record every harness call of the swarm in DIR/{swarm-id}.cassette.json: prompt, "
-        "argv, environment subset, output, exit code, file changes and commits; secrets "
-        "redacted (default: no recording).",
-    )
-    group.addoption(
-        "--oompa-replay",
-        metavar="PATH",
-        default=None,
-        help="Replay a recorded cassette (a file, or a folder holding exactly one) with the "
-        "fake harnesses: each call must match its recording, else its iteration fails with a "
-        "diff (default: no replay).",
-    )
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Before the oompa plugin reads its options: a replay runs on the fake harnesses."""

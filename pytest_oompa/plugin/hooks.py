@@ -15,13 +15,9 @@ import pytest
 from pytest_oompa.plugin import options
 from pytest_oompa.plugin.stash import SESSION_KEY
 
-pytest_plugins = [
-    "pytest_oompa.plugin.fixtures",
-    "pytest_oompa.plugin.contract.plugin",
-    "pytest_oompa.plugin.cassette_options",
-    "pytest_oompa.plugin.real_swarm",
-    "pytest_oompa.plugin.xdist",
-]
+# The fixtures are declared in every run (a test may ask for one); each imports its classes
+# when used.
+pytest_plugins = ["pytest_oompa.plugin.fixtures"]
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -41,11 +37,29 @@ def pytest_configure(config: pytest.Config) -> None:
         "repository with a template folder's files (relative to the test file), task ids or "
         "task objects in tasks/pending/, and files; committed on main.",
     )
+    config.addinivalue_line(
+        "markers",
+        "oompa_contract: a check of the harness contract suite (--oompa-contract); select "
+        "with -m oompa_contract.",
+    )
+    # pytest_configure is a historic hook: a part registered here has its own
+    # pytest_configure called at once, in this order.
+    if config.getoption("oompa_record") or config.getoption("oompa_replay"):
+        _use(config, "pytest_oompa.plugin.cassette_options")  # (a replay turns the fakes on)
     swarm_path = options.cli_path(config, "oompa_swarm") or options.ini_path(config, "oompa_swarm")
     if swarm_path is not None:
+        _use(config, "pytest_oompa.plugin.real_swarm")
+        _use(config, "pytest_oompa.plugin.xdist")
         from pytest_oompa.plugin import session
 
         session.start(config, swarm_path)
+    if config.getoption("oompa_contract") or str(config.getini("oompa_contract") or "").strip():
+        _use(config, "pytest_oompa.plugin.contract.plugin")  # (after the swarm: config.args)
+
+
+def _use(config: pytest.Config, module: str) -> None:
+    """Import a part of the plugin and register its hooks for this run."""
+    config.pluginmanager.import_plugin(module)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -17,6 +17,9 @@ GROUP = ("oompa", "oompa: run coding-agent swarms")
 def add_options(parser: pytest.Parser) -> None:
     add_swarm_options(parser)
     add_real_harness_options(parser)
+    add_real_swarm_options(parser)
+    add_cassette_options(parser)
+    add_contract_options(parser)
 
 
 def add_swarm_options(parser: pytest.Parser) -> None:
@@ -111,6 +114,84 @@ def add_real_harness_options(parser: pytest.Parser) -> None:
         default=None,
         help="Look for the real CLIs in DIR first (an install folder of .ci/install-clis or a "
         "bin folder), then OOMPA_CLIS_DIR, the install cache and PATH.",
+    )
+
+
+def add_real_swarm_options(parser: pytest.Parser) -> None:
+    """The model API a swarm's real CLIs talk to: a scenario, or wire cassettes."""
+    group = parser.getgroup(*GROUP)
+    group.addoption(
+        "--oompa-fake-api-scenario",
+        dest="oompa_fake_api_scenario",
+        metavar="FILE",
+        default=None,
+        help="With --oompa-swarm, --oompa-real-harness and --oompa-fake-api: the scenario the "
+        "fake model API answers the swarm's real CLIs from (docs/real-clis.md).",
+    )
+    group.addoption(
+        "--oompa-wire-record",
+        dest="oompa_wire_record",
+        metavar="FILE",
+        default=None,
+        help="With --oompa-swarm and --oompa-real-harness: send the real CLIs' model requests "
+        "through a recording proxy on 127.0.0.1 to the real providers (or "
+        "--oompa-wire-upstream) and write every HTTP exchange to FILE, secrets redacted.",
+    )
+    group.addoption(
+        "--oompa-wire-replay",
+        dest="oompa_wire_replay",
+        metavar="FILE",
+        default=None,
+        help="With --oompa-swarm and --oompa-real-harness: answer the real CLIs from a wire "
+        "cassette, offline; a request with no recording fails the session.",
+    )
+    group.addoption(
+        "--oompa-wire-upstream",
+        dest="oompa_wire_upstream",
+        metavar="URL|PROTOCOL=URL,...",
+        default=None,
+        help="Where --oompa-wire-record forwards: one base URL for every protocol, or "
+        "anthropic=URL,responses=URL,chat=URL,gemini=URL (default: the real providers).",
+    )
+
+
+def add_cassette_options(parser: pytest.Parser) -> None:
+    """Recording a swarm's harness calls, and replaying them with the fakes."""
+    group = parser.getgroup(*GROUP)
+    group.addoption(
+        "--oompa-record",
+        metavar="DIR",
+        default=None,
+        help="Record every harness call of the swarm in DIR/{swarm-id}.cassette.json: prompt, "
+        "argv, environment subset, output, exit code, file changes and commits; secrets "
+        "redacted (default: no recording).",
+    )
+    group.addoption(
+        "--oompa-replay",
+        metavar="PATH",
+        default=None,
+        help="Replay a recorded cassette (a file, or a folder holding exactly one) with the "
+        "fake harnesses: each call must match its recording, else its iteration fails with a "
+        "diff (default: no replay).",
+    )
+
+
+def add_contract_options(parser: pytest.Parser) -> None:
+    """The harness contract suite."""
+    group = parser.getgroup(*GROUP)
+    group.addoption(
+        "--oompa-contract",
+        dest="oompa_contract",
+        metavar="NAME[:MODEL][,…]",
+        default=None,
+        help="Run the harness contract suite for these harnesses (registry names, each with "
+        "an optional model), against their fakes, and against the real CLIs named by "
+        "--oompa-real-harness. With no paths given, only the suite is collected.",
+    )
+    parser.addini(
+        "oompa_contract",
+        "Harnesses whose contract suite runs beside the other tests (like --oompa-contract).",
+        default="",
     )
 
 

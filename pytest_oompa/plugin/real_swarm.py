@@ -43,43 +43,6 @@ if TYPE_CHECKING:  # (loaded when a swarm runs, not with the plugin)
 PLUGIN_NAME = "oompa-real-swarm"
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("oompa", "oompa: run coding-agent swarms")
-    group.addoption(
-        "--oompa-fake-api-scenario",
-        dest="oompa_fake_api_scenario",
-        metavar="FILE",
-        default=None,
-        help="With --oompa-swarm, --oompa-real-harness and --oompa-fake-api: the scenario the "
-        "fake model API answers the swarm's real CLIs from (docs/real-clis.md).",
-    )
-    group.addoption(
-        "--oompa-wire-record",
-        dest="oompa_wire_record",
-        metavar="FILE",
-        default=None,
-        help="With --oompa-swarm and --oompa-real-harness: send the real CLIs' model requests "
-        "through a recording proxy on 127.0.0.1 to the real providers (or "
-        "--oompa-wire-upstream) and write every HTTP exchange to FILE, secrets redacted.",
-    )
-    group.addoption(
-        "--oompa-wire-replay",
-        dest="oompa_wire_replay",
-        metavar="FILE",
-        default=None,
-        help="With --oompa-swarm and --oompa-real-harness: answer the real CLIs from a wire "
-        "cassette, offline; a request with no recording fails the session.",
-    )
-    group.addoption(
-        "--oompa-wire-upstream",
-        dest="oompa_wire_upstream",
-        metavar="URL|PROTOCOL=URL,...",
-        default=None,
-        help="Where --oompa-wire-record forwards: one base URL for every protocol, or "
-        "anthropic=URL,responses=URL,chat=URL,gemini=URL (default: the real providers).",
-    )
-
-
 def swarm_harnesses(swarm_config: SwarmConfig) -> list[str]:
     return list(dict.fromkeys(agent.harness for agent in swarm_config.agents()))
 

@@ -329,20 +329,52 @@ def test_the_harness_command_hook_can_adjust_each_call(pytester, monkeypatch):
     assert marks == {"worker": None, "reviewer": "reviewed-by-hook"}
 
 
-def test_loading_the_plugin_does_not_load_the_engine() -> None:
-    """pytest loads the plugin in every run where pytest-oompa is installed: the engine's heavy
-    parts (pydantic, jsonschema, the swarm, the fake model API) wait until a swarm or a
-    fixture needs them (README, Performance)."""
-    code = (
-        "import importlib, sys\n"
-        "import pytest_oompa.plugin.hooks as plugin\n"
-        "for name in plugin.pytest_plugins: importlib.import_module(name)\n"
-        "heavy = ['pydantic', 'jsonschema', 'pytest_oompa.core.config',\n"
-        "         'pytest_oompa.engine.swarm', 'pytest_oompa.runs.artifacts',\n"
-        "         'pytest_oompa.report.page', 'pytest_oompa.offline.fake_api']\n"
-        "print(sorted(m for m in heavy if m in sys.modules))\n"
+# What a pytest run that uses none of the plugin imports of it: the hook module and the few
+# small modules it needs to declare options, hooks and fixtures (README, Performance).
+IDLE_MODULES = [
+    "pytest_oompa",
+    "pytest_oompa.plugin",
+    "pytest_oompa.plugin.fixtures",
+    "pytest_oompa.plugin.hooks",
+    "pytest_oompa.plugin.hookspecs",
+    "pytest_oompa.plugin.options",
+    "pytest_oompa.plugin.stash",
+]
+HEAVY = ("pydantic", "jsonschema", "filelock")
+
+
+def test_an_unused_plugin_loads_only_its_hook_modules(pytester: pytest.Pytester) -> None:
+    """pytest loads the plugin in every run where pytest-oompa is installed: the engine, the
+    rest of the plugin and their dependencies wait until a swarm, a fixture or an option needs
+    them."""
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    pytester.makeconftest(
+        """
+        import sys
+        def pytest_sessionfinish(session):
+            heavy = ("pydantic", "jsonschema", "filelock")
+            names = [m for m in sys.modules if m.startswith("pytest_oompa") or m in heavy]
+            print("LOADED", sorted(names))
+        """
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    (line,) = [x for x in result.outlines if "LOADED" in x]
+    assert line.partition("LOADED ")[2] == str(IDLE_MODULES)
+
+
+def test_a_swarm_option_loads_the_engine(pytester: pytest.Pytester) -> None:
+    """The same probe sees the engine once a swarm runs: the test above can fail."""
+    repo = GitRepo(pytester.path / "project")  # (pytester's own files stay outside it)
+    repo.add_swarm_config({"probe": False, "workers": [{"model": "claude:x", "iterations": 1}]})
+    pytester.makeconftest(
+        """
+        import sys
+        def pytest_sessionfinish(session):
+            print("LOADED", sorted(m for m in sys.modules if m.startswith("pytest_oompa.engine")))
+        """
     )
-    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    result = pytester.runpytest_subprocess("-s", "--oompa-swarm=project/oompa.json")
+    result.assert_outcomes(passed=1)
+    (line,) = [x for x in result.outlines if "LOADED" in x]
+    assert "pytest_oompa.engine.swarm" in line

@@ -60,30 +60,8 @@ def parse_targets(text: str, registry: HarnessRegistry, real: list[str]) -> list
     return targets
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("oompa")
-    group.addoption(
-        OPTION,
-        dest="oompa_contract",
-        metavar="NAME[:MODEL][,…]",
-        default=None,
-        help="Run the harness contract suite for these harnesses (registry names, each with "
-        "an optional model), against their fakes, and against the real CLIs named by "
-        "--oompa-real-harness. With no paths given, only the suite is collected.",
-    )
-    parser.addini(
-        "oompa_contract",
-        "Harnesses whose contract suite runs beside the other tests (like --oompa-contract).",
-        default="",
-    )
-
-
 @pytest.hookimpl(trylast=True)  # after the swarm plugin, which may have replaced config.args
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers",
-        f"{MARKER}: a check of the harness contract suite ({OPTION}); select with -m {MARKER}.",
-    )
     from_option = config.getoption("oompa_contract")
     text = from_option or str(config.getini("oompa_contract") or "")
     if not text.strip():
