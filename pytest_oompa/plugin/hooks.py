@@ -19,6 +19,17 @@ from pytest_oompa.plugin.stash import SESSION_KEY
 # when used.
 pytest_plugins = ["pytest_oompa.plugin.fixtures"]
 
+# A swarm runs some of its harnesses as the real CLIs (plugin/real_swarm.py) when any of these
+# is given; that part checks how they combine.
+REAL_SWARM_OPTIONS = (
+    "oompa_real_harness",
+    "oompa_fake_api",
+    "oompa_fake_api_scenario",
+    "oompa_wire_record",
+    "oompa_wire_replay",
+    "oompa_wire_upstream",
+)
+
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     from pytest_oompa.plugin import hookspecs
@@ -48,7 +59,8 @@ def pytest_configure(config: pytest.Config) -> None:
         _use(config, "pytest_oompa.plugin.cassette_options")  # (a replay turns the fakes on)
     swarm_path = options.cli_path(config, "oompa_swarm") or options.ini_path(config, "oompa_swarm")
     if swarm_path is not None:
-        _use(config, "pytest_oompa.plugin.real_swarm")
+        if any(config.getoption(name) for name in REAL_SWARM_OPTIONS):
+            _use(config, "pytest_oompa.plugin.real_swarm")
         _use(config, "pytest_oompa.plugin.xdist")
         from pytest_oompa.plugin import session
 
