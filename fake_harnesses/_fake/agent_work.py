@@ -51,6 +51,7 @@ class Turn:
         self.denied: list[str] = []
         self.commits: list[str] = []
         self.written: list[str] = []
+        self.ran: list[str] = []
 
     def allowed(self, what: str) -> bool:
         if self.run.auto:
@@ -86,6 +87,26 @@ class Turn:
                 os.unlink(p)
         except FileNotFoundError:
             self.notes.append(f"fake: delete {rel}: no such file")
+
+    def shell(self, command: str) -> None:
+        """Run a command with ``/bin/sh -c`` in the working directory, as an agent's shell tool
+        does: it inherits the fake's environment and process group, and whatever it leaves
+        running in the background (``sleep 600 &``, a ``setsid`` daemon) outlives the turn."""
+        if not self.allowed(f"shell {command}"):
+            return
+        import subprocess
+
+        # Output to /dev/null: a background child holding a pipe would keep the turn open.
+        proc = subprocess.run(
+            ["/bin/sh", "-c", command],
+            cwd=self.run.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.ran.append(command)
+        if proc.returncode != 0:
+            self.notes.append(f"fake: shell {command!r}: exit code {proc.returncode}")
 
     def git(self, *args: str):
         import subprocess
@@ -234,6 +255,9 @@ def perform(run: Run, step: dict | None, turn: Turn) -> str:
         turn.write(rel, "" if content is None else str(content))
     for rel in step.get("delete") or []:
         turn.delete(rel)
+    commands = step.get("shell")
+    for command in [commands] if isinstance(commands, str) else commands or []:
+        turn.shell(str(command))
     if step.get("commit"):
         msg = step["commit"] if isinstance(step["commit"], str) else None
         turn.commit(msg or f"{run.worker or '-'}: {run.role} call {run.call}")

@@ -45,7 +45,11 @@ def agent_turn(run: Run, render: Callable[[Run, str, int], str]) -> int:
     turn_rec["exit_code"] = code
     run.save_session()
     run.extra.update(
-        reply=reply, commits=turn.commits, written=turn.written, denied=turn.denied or None
+        reply=reply,
+        commits=turn.commits,
+        written=turn.written,
+        ran=turn.ran or None,
+        denied=turn.denied or None,
     )
     err = "".join(n + "\n" for n in turn.notes)
     if step.get("stderr"):

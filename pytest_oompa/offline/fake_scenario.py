@@ -157,6 +157,12 @@ class Step:
     def deletes(self, *paths: str) -> Step:
         return self._set("delete", [*(self._data.get("delete") or []), *paths])
 
+    def runs(self, *commands: str) -> Step:
+        """Shell commands (``/bin/sh -c``, in the working directory) the agent runs with its
+        shell tool, after its writes and deletes and before its commit: ``sleep 600 &``."""
+        shell = self._data.get("shell") or []
+        return self._set("shell", [*([shell] if isinstance(shell, str) else shell), *commands])
+
     def commits(self, message: str | None = None) -> Step:
         """``git add -A && git commit`` (default message ``<worker>: <role> call <n>``)."""
         return self._set("commit", message if message else True)

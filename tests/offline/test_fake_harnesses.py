@@ -969,3 +969,52 @@ def test_concurrent_invocations(fk: Fakes, tmp_path: Path) -> None:
     sessions = [p for h in HARNESSES for p in (fk.state / h / "sessions").glob("*.json")]
     assert len(sessions) == 16
     assert {json.loads(p.read_text())["id"] for p in sessions} == {e["session_id"] for e in log}
+
+
+def test_a_shell_step_runs_in_the_working_directory_and_leaves_background_work(
+    tmp_path: Path,
+) -> None:
+    """The agent's shell tool: what it starts in the background outlives the fake's turn."""
+    marker = tmp_path / "bg.pid"
+    scenario = {
+        "default": {"worker": {"shell": ["echo $$ > here.txt", f"sleep 30 & echo $! > {marker}"]}}
+    }
+    env = {
+        **os.environ,
+        "OOMPA_FAKE_SCENARIO": json.dumps(scenario),
+        "OOMPA_FAKE_STATE": str(tmp_path / "state"),
+        "OOMPA_FAKE_LOG": str(tmp_path / "log.jsonl"),
+        "IS_SANDBOX": "1",  # (claude's bypass flag as root)
+    }
+    work = tmp_path / "work"
+    work.mkdir()
+    started = time.monotonic()
+    proc = subprocess.run(
+        [
+            str(FAKES / "claude"),
+            "-p",
+            "--dangerously-skip-permissions",
+            "--output-format",
+            "json",
+            "--model",
+            "opus",
+            "--",
+            "[oompa:s:w0] work",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=20,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert time.monotonic() - started < 10  # the background sleep did not hold the turn
+    assert (work / "here.txt").is_file()
+    pid = int(marker.read_text())
+    try:
+        os.kill(pid, 0)  # still running after the fake exited
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    (record,) = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert record["ran"] == scenario["default"]["worker"]["shell"]
