@@ -18,7 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 
 from pytest_oompa.offline.fake_api import ApiScenario, ApiScenarioError, FakeModelAPI
 
