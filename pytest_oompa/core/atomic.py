@@ -22,6 +22,14 @@ from typing import Any
 
 __all__ = ["atomic_write_json", "atomic_write_text", "dumps_json"]
 
+TEMP_SUFFIX = ".tmp"
+
+
+def is_leftover(name: str) -> bool:
+    """A temporary file of an interrupted atomic write (``.{name}.XXXX.tmp``): what a
+    ``kill -9`` mid-write leaves; never an artifact, and safe to ignore or remove."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
 
 @functools.cache
 def _umask() -> int:
@@ -64,7 +72,7 @@ def atomic_write_text(path: Path | str, text: str) -> None:
         mode = path.stat().st_mode & 0o7777
     except OSError:
         mode = 0o666 & ~_umask()
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=directory)
     try:
         try:
             if hasattr(os, "fchmod"):  # not on Windows

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pytest_oompa.report.page import write_report
+from pytest_oompa.runs.files import is_run_folder
 from pytest_oompa.runs.reader import default_runs_dir
 
 __all__ = ["main", "resolve_run_dir"]
@@ -55,8 +56,7 @@ def main(argv: list[str]) -> int:
         run_dir = resolve_run_dir(args.run, args.runs_dir)
         if not run_dir.is_dir():
             raise FileNotFoundError(f"{run_dir}: no such run folder")
-        markers = ("run.json", "summary.json", "live-summary.json", "iterations", "oompa-run.json")
-        if not any((run_dir / m).exists() for m in markers):
+        if not is_run_folder(run_dir):  # of either format: ours, or oompa 0.7.3's
             raise FileNotFoundError(
                 f"{run_dir}: not a swarm run folder (no run.json, no iterations)"
             )

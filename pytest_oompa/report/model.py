@@ -7,6 +7,14 @@ written on another machine and for a run that was cut off. Every contract file i
 read; a file that cannot be read, is not JSON or fails its schema becomes a :class:`Problem` that
 the page lists, never an exception: a report of a broken run is when it is needed most.
 
+A run folder oompa 0.7.3 wrote (``started.json``, ``cycles/``, ``reviews/{w}-c{N}-r{R}.json``,
+``stopped.json``, ``workers/``, no run.json and no iterations) is read too, leniently (upstream's
+extra fields are dropped, see :mod:`pytest_oompa.runs.files`): when a folder has no iteration
+files, each cycle file becomes one :class:`Iteration` (``source == "cycle"``, ``n`` its cycle),
+so the timeline and the tables show cycles with their outcomes, and a worker's ``max-cycles``
+stands in for its configured iterations. Its status and its workers' follow unleashd's rules
+(:mod:`pytest_oompa.runs.events`).
+
 Loading is kept apart from rendering so that what the page shows (:class:`Run` and its derived
 facts: status, start, end, worker order) can be read and tested without any markup.
 """
@@ -22,7 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_oompa.report.formatting import fmt_ms
-from pytest_oompa.runs.artifacts import ARTIFACT_KINDS, ArtifactError, read_artifact
+from pytest_oompa.runs.artifacts import ARTIFACT_KINDS, ArtifactError
+from pytest_oompa.runs.events import pid_alive, run_status, worker_label
+from pytest_oompa.runs.files import read_lenient
 
 __all__ = [
     "HEARTBEAT_STALE_S",
@@ -55,6 +65,9 @@ HEARTBEAT_STALE_S = 30.0
 
 _ITERATION_FILE = re.compile(r"(?P<w>[A-Za-z0-9._-]+)-i(?P<n>[0-9]+)\.json")
 _REVIEW_FILE = re.compile(r"(?P<w>[A-Za-z0-9._-]+)-i(?P<n>[0-9]+)-r(?P<r>[0-9]+)\.json")
+_CYCLE_FILE = re.compile(r"(?P<w>[A-Za-z0-9._-]+)-c(?P<n>[0-9]+)\.json")
+_CYCLE_REVIEW_FILE = re.compile(r"(?P<w>[A-Za-z0-9._-]+)-c(?P<n>[0-9]+)-r(?P<r>[0-9]+)\.json")
+_WORKER_FILE = re.compile(r"(?P<w>[A-Za-z0-9._-]+)\.json")
 _LINK = re.compile(r"(?:commands|errors)/[A-Za-z0-9_][A-Za-z0-9._-]*")
 _TS = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?"
@@ -135,7 +148,8 @@ class Call:
 
 @dataclass
 class Review:
-    """One review round of an iteration, from ``reviews/{worker}-i{N}-r{R}.json``."""
+    """One review round of an iteration, from ``reviews/{worker}-i{N}-r{R}.json`` (or of a cycle,
+    from ``reviews/{worker}-c{N}-r{R}.json``)."""
 
     round: int
     verdict: str
@@ -143,6 +157,7 @@ class Review:
     output: str | None
     diff_files: list[str]
     rel: str
+    duration_ms: int | None = None  # 0.7.3's reviews say how long the review call took
 
 
 @dataclass
@@ -163,6 +178,7 @@ class Iteration:
     reviews: list[Review] = field(default_factory=list)
     calls: list[Call] | None = None  # None: no calls/ record
     calls_rel: str | None = None
+    source: str = "iteration"  # or "cycle": a cycle file of a run without iteration files
 
     @property
     def start(self) -> datetime:
@@ -184,6 +200,9 @@ class Run:
     live: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None  # oompa-run.json
     heartbeat: dict[str, Any] | None = None
+    started_event: dict[str, Any] | None = None  # started.json (oompa 0.7.3)
+    stopped_event: dict[str, Any] | None = None  # stopped.json (oompa 0.7.3)
+    worker_states: dict[str, dict[str, Any]] = field(default_factory=dict)  # workers/{id}.json
     iterations: list[Iteration] = field(default_factory=list)
     orphan_reviews: list[Review] = field(default_factory=list)
     role_calls: dict[str, list[Call]] = field(default_factory=dict)  # planner, preflight
@@ -194,11 +213,15 @@ class Run:
 
     @property
     def complete(self) -> bool:
-        return self.summary is not None
+        return self.summary is not None or self.stopped_event is not None
 
     @property
     def started(self) -> datetime | None:
-        for doc, key in ((self.run, "started-at"), (self.meta, "started-at")):
+        for doc, key in (
+            (self.run, "started-at"),
+            (self.meta, "started-at"),
+            (self.started_event, "started-at"),
+        ):
             ts = parse_ts(doc.get(key)) if doc else None
             if ts is not None:
                 return ts
@@ -206,7 +229,11 @@ class Run:
 
     @property
     def finished(self) -> datetime | None:
-        for doc, key in ((self.meta, "finished-at"), (self.summary, "finished-at")):
+        for doc, key in (
+            (self.meta, "finished-at"),
+            (self.summary, "finished-at"),
+            (self.stopped_event, "stopped-at"),
+        ):
             ts = parse_ts(doc.get(key)) if doc else None
             if ts is not None:
                 return ts
@@ -236,7 +263,10 @@ class Run:
         if meta_status in ("completed", "failed", "interrupted"):
             code = int_field(self.meta or {}, "exit-status")
             return meta_status, "" if code is None else f"exit status {code}"
-        if self.complete:
+        events = run_status(self.started_event, self.stopped_event, pid_alive)
+        if self.stopped_event is not None and events:
+            return events
+        if self.summary is not None:
             return "finished", ""
         age = self.heartbeat_age()
         beat = text_field(self.heartbeat, "state") if self.heartbeat else None
@@ -247,16 +277,20 @@ class Run:
             if age <= max(HEARTBEAT_STALE_S, 3 * interval):
                 return "running", f"heartbeat {fmt_ms(age * 1000)} ago"
             return "incomplete", f"cut off: heartbeat stale for {fmt_ms(age * 1000)}"
+        if self.heartbeat is None and events:  # no heartbeat to go by: unleashd's pid rule
+            status, why = events
+            return ("running", why) if status == "running" else ("incomplete", f"cut off: {why}")
         return "incomplete", "cut off: no summary.json"
 
     def worker_ids(self) -> list[str]:
         ids: list[str] = []
-        for w in (self.run or {}).get("workers", []):
-            ids.append(w["id"])
+        for doc in (self.run, self.started_event):
+            ids += [w["id"] for w in (doc or {}).get("workers", []) if w["id"] not in ids]
         extra: set[str] = set()
         extra.update(w["id"] for w in (self.summary or {}).get("workers", []))
         extra.update((self.live or {}).get("workers", {}))
         extra.update(it.worker for it in self.iterations)
+        extra.update(self.worker_states)
         ids += sorted(extra - set(ids), key=natural_key)
         return ids
 
@@ -264,6 +298,10 @@ class Run:
         for w in (self.run or {}).get("workers", []):
             if w["id"] == wid:
                 return dict(w)
+        for w in (self.started_event or {}).get("workers", []):
+            if w["id"] == wid:
+                # a view for the page: its cycles are what it ran ("ran 3 of 5")
+                return {**w, "iterations": w["max-cycles"]}
         for w in (self.summary or {}).get("workers", []):
             if w["id"] == wid:
                 return dict(w)
@@ -278,6 +316,12 @@ class Run:
                 if w["status"] == "idle" and stopped and self.status()[0] == "interrupted":
                     return "idle: interrupted"
                 return str(w["status"])
+        state = self.worker_states.get(wid)
+        if state is not None or (self.started_event and not self.live):
+            cycles = [it for it in self.iterations_of(wid) if it.source == "cycle"]
+            last = {"cycle": cycles[-1].n, "outcome": cycles[-1].outcome} if cycles else None
+            if state is not None or last is not None:
+                return worker_label(state, last, self.status()[0] == "running")
         live = (self.live or {}).get("workers", {}).get(wid)
         if live is not None:
             return f"last: {live['status']}"
@@ -320,12 +364,13 @@ class _Loader:
         return text.replace(f"{self.dir}/", "")
 
     def contract(self, rel: str, kind: str) -> dict[str, Any] | None:
-        """A contract artifact, validated; None (and a problem) when unreadable or invalid."""
+        """A contract artifact, validated (leniently: upstream oompa's extra fields are
+        dropped); None (and a problem) when unreadable or invalid."""
         path = self.dir / rel
         if not path.exists():
             return None
         try:
-            return read_artifact(path, kind)
+            return read_lenient(path, kind)
         except (ArtifactError, OSError) as exc:
             self.problem(rel, self._message(exc, path))
             return None
@@ -401,7 +446,9 @@ class _Loader:
             run.live = self.contract("live-summary.json", "live-summary")
         run.meta = self.extension("oompa-run.json", "oompa-run")
         run.heartbeat = self.extension("heartbeat.json", "heartbeat")
-        for doc in (run.run, run.summary, run.live, run.meta):
+        run.started_event = self.contract("started.json", "started")
+        run.stopped_event = self.contract("stopped.json", "stopped")
+        for doc in (run.run, run.summary, run.live, run.meta, run.started_event, run.stopped_event):
             sid = text_field(doc, "swarm-id") if doc else None
             if sid is not None and sid != run.swarm_id:
                 self.problem(
@@ -409,7 +456,10 @@ class _Loader:
                 )
                 break
         self.load_iterations()
+        if not run.iterations:
+            self.load_cycles()
         self.load_reviews()
+        self.load_worker_states()
         for who in ("planner", "preflight"):
             calls = self.calls(f"calls/{who}.json", who)
             if calls is not None:
@@ -456,18 +506,77 @@ class _Loader:
                 it.calls_rel = calls_rel
             self.run.iterations.append(it)
 
+    def load_cycles(self) -> None:
+        """oompa 0.7.3's cycle files, each as an :class:`Iteration` (see the module docstring)."""
+        folder = self.dir / "cycles"
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.glob("*.json"), key=lambda p: natural_key(p.name)):
+            rel = f"cycles/{path.name}"
+            m = _CYCLE_FILE.fullmatch(path.name)
+            if m is None:
+                self.problem(rel, "not a cycle file name ({worker-id}-c{N}.json); ignored")
+                continue
+            data = self.contract(rel, "cycle")
+            if data is None:
+                continue
+            if (data["worker-id"], data["cycle"]) != (m["w"], int(m["n"])):
+                self.problem(
+                    rel,
+                    f"holds {str(data['worker-id'])[:80]!r} cycle {data['cycle']}, "
+                    "not what its name says; ignored",
+                )
+                continue
+            end = parse_ts(data["timestamp"])
+            assert end is not None  # the schema checked the date-time
+            claimed = list(data.get("claimed-task-ids") or [])
+            it = Iteration(
+                worker=m["w"],
+                n=int(m["n"]),
+                outcome=data["outcome"],
+                end=end,
+                duration_ms=data["duration-ms"],
+                task_id=claimed[0] if claimed else None,
+                recycled=list(data["recycled-tasks"]),
+                error_snippet=data.get("error-snippet"),
+                review_rounds=data["review-rounds"],
+                metrics=None,
+                rel=rel,
+                source="cycle",
+            )
+            calls_rel = f"calls/{it.worker}-c{it.n}.json"
+            it.calls = self.calls(calls_rel, it.worker)
+            if it.calls is not None:
+                it.calls_rel = calls_rel
+            self.run.iterations.append(it)
+
+    def load_worker_states(self) -> None:
+        folder = self.dir / "workers"
+        if not folder.is_dir():
+            return
+        for path in sorted(folder.glob("*.json"), key=lambda p: natural_key(p.name)):
+            m = _WORKER_FILE.fullmatch(path.name)
+            data = self.contract(f"workers/{path.name}", "worker-state") if m else None
+            if m is not None and data is not None:
+                self.run.worker_states[m["w"]] = data
+
     def load_reviews(self) -> None:
         folder = self.dir / "reviews"
         if not folder.is_dir():
             return
-        by_key = {(it.worker, it.n): it for it in self.run.iterations}
+        by_key = {(it.source, it.worker, it.n): it for it in self.run.iterations}
         for path in sorted(folder.glob("*.json"), key=lambda p: natural_key(p.name)):
             rel = f"reviews/{path.name}"
+            source, kind = "iteration", "review"
             m = _REVIEW_FILE.fullmatch(path.name)
+            if m is None:  # the two names differ in their end: a file is at most one of them
+                m, source, kind = _CYCLE_REVIEW_FILE.fullmatch(path.name), "cycle", "cycle-review"
             if m is None:
-                self.problem(rel, "not a review file name ({worker-id}-i{N}-r{R}.json); ignored")
+                self.problem(
+                    rel, "not a review file name ({worker-id}-i{N}-r{R}.json or -c{N}-); ignored"
+                )
                 continue
-            data = self.contract(rel, "review")
+            data = self.contract(rel, kind)
             if data is None:
                 continue
             review = Review(
@@ -477,8 +586,9 @@ class _Loader:
                 output=data.get("output"),
                 diff_files=list(data["diff-files"]),
                 rel=rel,
+                duration_ms=data.get("duration-ms"),
             )
-            owner = by_key.get((m["w"], int(m["n"])))
+            owner = by_key.get((source, m["w"], int(m["n"])))
             if owner is None:
                 self.run.orphan_reviews.append(review)
             else:
@@ -500,5 +610,7 @@ def load_run(run_dir: Path, *, now: datetime | None = None) -> Run:
     _Loader(run).load()
     if run.run is not None:
         run.swarm_id = run.run["swarm-id"]
+    elif run.started_event is not None:
+        run.swarm_id = run.started_event["swarm-id"]
     run.iterations.sort(key=lambda it: (natural_key(it.worker), it.n))
     return run

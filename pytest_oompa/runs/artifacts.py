@@ -24,7 +24,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,12 +38,15 @@ from pytest_oompa.core.paths import bundled
 
 __all__ = [
     "ARTIFACT_KINDS",
+    "CONTRACT_073_KINDS",
     "CONTRACT_KINDS",
+    "EVENT_KINDS",
     "FORMAT_CHECKER",
     "TRACKING_KINDS",
     "ArtifactError",
     "ArtifactStore",
     "check_id",
+    "prepare_artifact",
     "read_artifact",
     "schemas_dir",
     "utc_now_iso",
@@ -67,7 +70,13 @@ TRACKING_KINDS = (
 #: Not under runs/: a recorded run's harness calls (--oompa-record, pytest_oompa.offline.cassette)
 #: and a recorded run's HTTP exchanges with the model API (pytest_oompa.offline.wire_cassette).
 OTHER_KINDS = ("cassette", "wire-cassette")
-ARTIFACT_KINDS = CONTRACT_KINDS + TRACKING_KINDS + OTHER_KINDS
+#: The four shapes of oompa 0.7.3's event files (``cycle-review`` is 0.7.3's review file, which
+#: names its cycle where 0.7.0's names its iteration); see :mod:`pytest_oompa.runs.events`.
+CONTRACT_073_KINDS = ("started", "cycle", "cycle-review", "stopped")
+#: The event files: 0.7.3's four, and ``workers/{id}.json``, the worker state unleashd reads
+#: (no published schema: ours).
+EVENT_KINDS = (*CONTRACT_073_KINDS, "worker-state")
+ARTIFACT_KINDS = CONTRACT_KINDS + TRACKING_KINDS + OTHER_KINDS + EVENT_KINDS
 
 #: Worker and swarm ids become file names: this is all they may contain.
 _ID_RE = re.compile(r"[A-Za-z0-9._-]+")
@@ -207,15 +216,41 @@ def validate_artifact(kind: str, data: Any, *, where: str = "") -> None:
     )
 
 
+def prepare_artifact(kind: str, data: Any, *, where: str = "") -> tuple[str, dict[str, Any]]:
+    """Serialize ``data``, parse the text back and validate *that*: (text to write, its data).
+
+    So a file holds exactly what was checked (a tuple is checked as the JSON array it becomes).
+    A value JSON cannot represent is an :class:`ArtifactError` naming its JSON path.
+    """
+    if isinstance(data, Mapping) and not isinstance(data, dict):
+        data = dict(data)
+    try:
+        text = dumps_json(data)
+    except (TypeError, ValueError) as exc:
+        json_path = _unserializable_path(data) or "$"
+        raise ArtifactError(
+            f"{_describe(kind, where)} cannot be serialized at {json_path}: {exc}",
+            kind=kind,
+            where=where,
+            json_path=json_path,
+        ) from exc
+    parsed = json.loads(text)
+    validate_artifact(kind, parsed, where=where)
+    assert isinstance(parsed, dict)  # every artifact schema says "type": "object"
+    return text, parsed
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def read_artifact(path: Path, kind: str) -> dict[str, Any]:
+def read_artifact(path: Path, kind: str, *, ignore: Collection[str] = ()) -> dict[str, Any]:
     """Read, parse and validate one artifact file.
 
     Undecodable or corrupt JSON and data of the wrong shape raise :class:`ArtifactError` naming the
-    file; a missing or unreadable file raises the ``OSError`` as is.
+    file; a missing or unreadable file raises the ``OSError`` as is. Top-level keys in ``ignore``
+    are dropped before validation (for files of another writer that adds fields its own schema
+    forbids: see :data:`pytest_oompa.runs.files.UPSTREAM_EXTRAS`).
     """
     _check_kind(kind)
     path = Path(path)
@@ -226,6 +261,8 @@ def read_artifact(path: Path, kind: str) -> dict[str, Any]:
         raise ArtifactError(
             f"{path}: {kind} artifact is not valid JSON: {exc}", kind=kind, where=str(path)
         ) from exc
+    if ignore and isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k not in ignore}
     validate_artifact(kind, data, where=str(path))
     assert isinstance(data, dict)  # every artifact schema says "type": "object"
     return data

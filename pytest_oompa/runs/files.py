@@ -1,15 +1,23 @@
 """Which schema each file under ``runs/`` follows, and reading them back validated.
 
 One table for the whole folder, so the reader, the report, the fixtures and the tests agree on
-what every file is.
+what every file is. A run folder may hold oompa 0.7.0's files, oompa 0.7.3's event files, or
+both; ``reviews/`` holds either shape, told apart by the file name (``-i{N}-`` or ``-c{N}-``).
+
+Files written by upstream oompa are read *leniently*: its writer adds fields its own schemas
+forbid (:data:`UPSTREAM_EXTRAS`), which are dropped before validation so that a user of upstream
+can read their runs. Everything else is still validated; :func:`check_tree`, which the tests use
+on what we write, is strict.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pytest_oompa.core.atomic import is_leftover
 from pytest_oompa.runs.artifacts import ArtifactError, read_artifact, validate_artifact
 
 # relative path inside runs/{swarm-id}/ -> kind; a folder entry covers its *.json files
@@ -19,8 +27,35 @@ _RUN_FILES = {
     "summary.json": "summary",
     "oompa-run.json": "oompa-run",
     "heartbeat.json": "heartbeat",
+    "started.json": "started",
+    "stopped.json": "stopped",
 }
-_RUN_FOLDERS = {"iterations": "iteration", "reviews": "review", "calls": "calls", "errors": "error"}
+_RUN_FOLDERS = {
+    "iterations": "iteration",
+    "reviews": "review",
+    "calls": "calls",
+    "errors": "error",
+    "cycles": "cycle",
+    "workers": "worker-state",
+}
+# reviews/{worker-id}-c{N}-r{R}.json is 0.7.3's review; every other review file is 0.7.0's
+_CYCLE_REVIEW = re.compile(r".+-c[0-9]+-r[0-9]+\.json")
+#: Fields upstream oompa 0.7.3's writer adds that its schemas forbid, per kind: dropped when a
+#: run is read leniently (the reader and the report), never written by us.
+UPSTREAM_EXTRAS: dict[str, frozenset[str]] = {
+    "cycle": frozenset({"session-id", "worktree-path", "signals", "merge-sha", "attempt"}),
+}
+#: Any of these in a folder makes it a run folder (of either format).
+RUN_MARKERS = (
+    "run.json",
+    "oompa-run.json",
+    "summary.json",
+    "live-summary.json",
+    "iterations",
+    "started.json",
+    "stopped.json",
+    "cycles",
+)
 # relative path inside runs/ -> kind
 _RUNS_FILES = {"index.json": "index", "metrics-summary.json": "metrics-summary"}
 # files with one JSON document per line
@@ -28,6 +63,9 @@ _LINE_FILES = {"metrics.jsonl": "metrics-line"}
 _LINE_FOLDERS = {"commands": "command-event"}
 # our own files that are not artifacts: the lock of the runs folder, the HTML report
 IGNORED = {".oompa.lock", "report.html"}
+# folders of a run kept verbatim, not ours to validate: stray/ holds what an agent wrote
+# outside its worktree, moved there by the engine (engine/guard.py)
+VERBATIM_FOLDERS = {"stray"}
 
 
 def kind_for(relpath: str) -> tuple[str, bool] | None:
@@ -46,6 +84,8 @@ def kind_for(relpath: str) -> tuple[str, bool] | None:
         return _RUN_FILES[inside[0]], False
     if len(inside) == 2:
         folder, name = inside
+        if folder == "reviews" and _CYCLE_REVIEW.fullmatch(name):
+            return "cycle-review", False
         if folder in _RUN_FOLDERS and name.endswith(".json"):
             return _RUN_FOLDERS[folder], False
         if folder in _LINE_FOLDERS and name.endswith(".ndjson"):
@@ -71,14 +111,28 @@ def read_lines(path: Path, kind: str) -> list[dict[str, Any]]:
     return out
 
 
-def read_any(runs_dir: Path, path: Path) -> Any:
-    """Read one file under ``runs_dir`` validated against its schema (its lines, for NDJSON)."""
+def read_lenient(path: Path, kind: str) -> dict[str, Any]:
+    """One document validated against its schema, after dropping the fields upstream's writer
+    adds to that kind (:data:`UPSTREAM_EXTRAS`)."""
+    return read_artifact(path, kind, ignore=UPSTREAM_EXTRAS.get(kind, frozenset()))
+
+
+def read_any(runs_dir: Path, path: Path, *, lenient: bool = False) -> Any:
+    """Read one file under ``runs_dir`` validated against its schema (its lines, for NDJSON);
+    ``lenient``: as :func:`read_lenient` (for runs upstream oompa wrote)."""
     rel = path.relative_to(runs_dir).as_posix()
     found = kind_for(rel)
     if found is None:
         raise ArtifactError(f"{path}: not a pytest-oompa run file", where=str(path))
     kind, per_line = found
-    return read_lines(path, kind) if per_line else read_artifact(path, kind)
+    if per_line:
+        return read_lines(path, kind)
+    return read_lenient(path, kind) if lenient else read_artifact(path, kind)
+
+
+def is_run_folder(path: Path) -> bool:
+    """Whether ``path`` is a run folder of either format (one of :data:`RUN_MARKERS` in it)."""
+    return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
 
 
 def check_tree(runs_dir: Path) -> tuple[dict[str, Any], list[str]]:
@@ -88,7 +142,12 @@ def check_tree(runs_dir: Path) -> tuple[dict[str, Any], list[str]]:
     problems: list[str] = []
     for path in sorted(p for p in runs_dir.rglob("*") if p.is_file()):
         rel = path.relative_to(runs_dir).as_posix()
-        if path.name in IGNORED:
+        if path.name in IGNORED or is_leftover(path.name):  # (kill -9 mid-write)
+            continue
+        if (
+            len(path.relative_to(runs_dir).parts) > 2
+            and path.relative_to(runs_dir).parts[1] in VERBATIM_FOLDERS
+        ):
             continue
         try:
             found[rel] = read_any(runs_dir, path)

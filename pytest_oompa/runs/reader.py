@@ -1,10 +1,17 @@
 """Reading runs back: ``python -m pytest_oompa runs`` and ``python -m pytest_oompa show ID``.
 
 Only the artifacts are read (so runs written by another machine work too), each validated on
-read. A run is ``running`` while its heartbeat is fresh, ``dead`` when the heartbeat is older
-than the threshold (30 s by default) and there is no summary.json (the process was killed:
-``kill -9``, a lost machine), and otherwise has its recorded final status. A corrupt or invalid
-file is reported with its name and reason, never a traceback.
+read. Both formats are read: ours (oompa 0.7.0's files and our run tracking) and oompa 0.7.3's
+event files (``started.json``, ``cycles/``, ``stopped.json``, ``workers/``), so a run written by
+upstream oompa itself lists and shows too (read leniently: see :mod:`pytest_oompa.runs.files`).
+
+A run's status, first rule that applies: our recorded final status (``oompa-run.json``);
+stopped.json's reason (``error`` reads ``failed``); ``running`` while the heartbeat is fresh;
+without a heartbeat, ``running`` while started.json's pid is alive on this machine (unleashd's
+rule); ``dead`` when the heartbeat is older than the threshold (30 s by default), or the pid is
+gone, and there is no summary.json (the process was killed: ``kill -9``, a lost machine);
+``interrupted`` when a summary was written but no final status. A corrupt or invalid file is
+reported with its name and reason, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,17 +20,20 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pytest_oompa.runs.artifacts import ArtifactError
-from pytest_oompa.runs.files import read_any
+from pytest_oompa.runs.events import OPEN_OUTCOMES, pid_alive, run_status, worker_label
+from pytest_oompa.runs.files import is_run_folder, read_any
 
 Row = tuple[str, ...]
 STALE_SECONDS = 30.0
+#: Cycle outcomes counted as errors in the listing (a run without summary or iterations).
+CYCLE_ERRORS = frozenset({"error", "merge-failed", "sync-failed", "stuck"})
 RUNS_DIR_ENV = ("OOMPA_RUNS_DIR", "RUNS_DIR")
 
 
@@ -52,10 +62,12 @@ class RunInfo:
     config_file: str | None = None
     workers: int = 0
     iterations: int = 0
+    cycles: int = 0  # oompa 0.7.3's cycle files
     merges: int = 0
     errors: int = 0
     rejections: int = 0
     heartbeat_age_s: float | None = None
+    pid: int | None = None  # started.json's: the process that runs the swarm
     problems: list[str] = field(default_factory=list)
 
 
@@ -76,7 +88,7 @@ class RunFolder:
             data = None
             if path.exists():
                 try:
-                    data = read_any(self.runs_dir, path)
+                    data = read_any(self.runs_dir, path, lenient=True)
                 except (ArtifactError, OSError, UnicodeDecodeError) as exc:
                     self.problems.append(f"corrupt: {exc}")
             self._cache[rel] = data
@@ -89,18 +101,52 @@ class RunFolder:
             (i for i in found if i is not None), key=lambda i: (i["worker-id"], i["iteration"])
         )
 
-    def info(self, stale_after: float = STALE_SECONDS, now: datetime | None = None) -> RunInfo:
+    def cycles(self) -> list[dict[str, Any]]:
+        """oompa 0.7.3's cycle files, by worker and cycle."""
+        folder = self.path / "cycles"
+        found = [self.read(f"cycles/{p.name}") for p in sorted(folder.glob("*.json"))]
+        return sorted(
+            (c for c in found if c is not None), key=lambda c: (c["worker-id"], c["cycle"])
+        )
+
+    def worker_states(self) -> dict[str, dict[str, Any]]:
+        """``workers/{id}.json`` by worker id."""
+        folder = self.path / "workers"
+        states = {p.stem: self.read(f"workers/{p.name}") for p in sorted(folder.glob("*.json"))}
+        return {wid: state for wid, state in states.items() if state is not None}
+
+    def worker_ids(self) -> list[str]:
+        """Every worker the run's files name, configured ones first."""
+        ids: list[str] = []
+        for doc in (self.read("run.json"), self.read("started.json")):
+            ids += [w["id"] for w in (doc or {}).get("workers", []) if w["id"] not in ids]
+        others = {c["worker-id"] for c in self.cycles()} | set(self.worker_states())
+        return ids + sorted(others - set(ids))
+
+    def info(
+        self,
+        stale_after: float = STALE_SECONDS,
+        now: datetime | None = None,
+        alive: Callable[[object], bool] = pid_alive,
+    ) -> RunInfo:
         now = now or datetime.now(timezone.utc)
         meta = self.read("oompa-run.json")
         run = self.read("run.json")
         summary = self.read("summary.json")
         beat = self.read("heartbeat.json")
+        started = self.read("started.json")
+        stopped = self.read("stopped.json")
         info = RunInfo(id=self.id, status="unknown")
         if meta:
             info.started_at, info.finished_at = meta["started-at"], meta["finished-at"]
             info.config_file = meta["config-file"]
-        elif run:
-            info.started_at, info.config_file = run["started-at"], run["config-file"]
+        elif run or started:
+            begun = run or started
+            info.started_at, info.config_file = begun["started-at"], begun["config-file"]
+        if started:
+            info.pid = started["pid"]
+        if stopped:
+            info.finished_at = info.finished_at or stopped["stopped-at"]
         if summary:
             info.finished_at = info.finished_at or summary["finished-at"]
             info.workers = summary["total-workers"]
@@ -111,16 +157,28 @@ class RunFolder:
         if beat:
             info.heartbeat_age_s = (now - _instant(beat["updated-at"])).total_seconds()
         iterations = self.iterations()
-        info.iterations = len(iterations)
+        cycles = self.cycles()
+        info.iterations, info.cycles = len(iterations), len(cycles)
         if not summary:
-            info.workers = len(run["workers"]) if run else 0
-            info.merges = sum(i["outcome"] == "merged" for i in iterations)
-            info.errors = sum(i["outcome"] == "error" for i in iterations)
-            info.rejections = sum(i["outcome"] == "rejected" for i in iterations)
+            configured = run or started
+            info.workers = len(configured["workers"]) if configured else 0
+            if iterations:
+                info.merges = sum(i["outcome"] == "merged" for i in iterations)
+                info.errors = sum(i["outcome"] == "error" for i in iterations)
+                info.rejections = sum(i["outcome"] == "rejected" for i in iterations)
+            else:  # oompa 0.7.3 only: what the cycles say
+                info.merges = sum(c["outcome"] == "merged" for c in cycles)
+                info.errors = sum(c["outcome"] in CYCLE_ERRORS for c in cycles)
+                info.rejections = sum(c["outcome"] == "rejected" for c in cycles)
+        events = run_status(started, stopped, alive)
         if meta and meta["status"] != "running":
             info.status = meta["status"]
+        elif stopped is not None and events:
+            info.status = events[0]
         elif info.heartbeat_age_s is not None and info.heartbeat_age_s <= stale_after:
             info.status = "running"
+        elif beat is None and events is not None:  # no heartbeat to go by: the pid decides
+            info.status = events[0]
         elif summary is None:
             info.status = "dead"
         else:  # summary written, but the process died before recording its final status
@@ -135,11 +193,13 @@ class RunFolder:
         return info
 
 
-def list_runs(runs_dir: Path, stale_after: float = STALE_SECONDS) -> list[RunInfo]:
+def list_runs(
+    runs_dir: Path, stale_after: float = STALE_SECONDS, alive: Callable[[object], bool] = pid_alive
+) -> list[RunInfo]:
     if not runs_dir.is_dir():
         return []
     folders = [p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
-    infos = [RunFolder(runs_dir, p.name).info(stale_after) for p in folders]
+    infos = [RunFolder(runs_dir, p.name).info(stale_after, alive=alive) for p in folders]
     return sorted(infos, key=lambda r: r.started_at or "", reverse=True)
 
 
@@ -199,6 +259,47 @@ def worker_rows(workers: Iterable[Mapping[str, Any]]) -> list[Row]:
     return rows
 
 
+def event_worker_rows(folder: RunFolder, live: bool) -> list[Row]:
+    """The per-worker table of a run without summary.json, from its event files: the status by
+    unleashd's rules (:func:`~pytest_oompa.runs.events.worker_label`)."""
+    configs = {w["id"]: w for w in (folder.read("started.json") or {}).get("workers", [])}
+    cycles = folder.cycles()
+    states = folder.worker_states()
+    rows: list[Row] = [("worker", "harness:model", "status", "cycles", "merges", "errors")]
+    for wid in folder.worker_ids():
+        mine = [c for c in cycles if c["worker-id"] == wid]
+        cfg = configs.get(wid)
+        rows.append(
+            (
+                wid,
+                f"{cfg['harness']}:{cfg['model']}" if cfg else "-",
+                worker_label(states.get(wid), mine[-1] if mine else None, live),
+                f"{len(mine)} of {cfg['max-cycles']}" if cfg else str(len(mine)),
+                str(sum(c["outcome"] == "merged" for c in mine)),
+                str(sum(c["outcome"] in CYCLE_ERRORS for c in mine)),
+            )
+        )
+    return rows
+
+
+def cycle_rows(cycles: Iterable[Mapping[str, Any]]) -> list[Row]:
+    rows: list[Row] = [("cycle", "outcome", "duration", "tasks", "review rounds", "error")]
+    for c in cycles:
+        snippet = (c.get("error-snippet") or "").splitlines()
+        outcome = c["outcome"] + (" (open)" if c["outcome"] in OPEN_OUTCOMES else "")
+        rows.append(
+            (
+                f"{c['worker-id']}-c{c['cycle']}",
+                outcome,
+                f"{c['duration-ms'] / 1000:.1f} s",
+                ", ".join(c.get("claimed-task-ids") or []) or "-",
+                str(c["review-rounds"]),
+                snippet[0][:70] if snippet else "",
+            )
+        )
+    return rows
+
+
 def format_table(rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join(
@@ -216,7 +317,7 @@ def main_runs(argv: list[str]) -> int:
         print(f"no runs in {runs_dir}")
     else:
         rows: list[Row] = [
-            ("id", "status", "started", "duration", "iterations", "merges", "errors")
+            ("id", "status", "started", "duration", "iterations", "cycles", "merges", "errors")
         ]
         for i in infos:
             duration = f"{i.duration_s:g} s" if i.duration_s is not None else "-"
@@ -227,6 +328,7 @@ def main_runs(argv: list[str]) -> int:
                     i.started_at or "-",
                     duration,
                     str(i.iterations),
+                    str(i.cycles),
                     str(i.merges),
                     str(i.errors),
                 )
@@ -243,8 +345,7 @@ def main_show(argv: list[str]) -> int:
     parser.add_argument("run", help="a swarm id in the runs folder, or the path of a run folder")
     args = parser.parse_args(argv)
     candidate = Path(args.run)
-    is_run_folder = (candidate / "run.json").exists() or (candidate / "oompa-run.json").exists()
-    if candidate.is_dir() and is_run_folder:
+    if is_run_folder(candidate):
         runs_dir, swarm_id = candidate.resolve().parent, candidate.resolve().name
     else:
         runs_dir, swarm_id = args.runs_dir or default_runs_dir(), args.run
@@ -256,6 +357,9 @@ def main_show(argv: list[str]) -> int:
     summary = folder.read("summary.json")
     live = folder.read("live-summary.json")
     iterations = folder.iterations()
+    started = folder.read("started.json")
+    cycles = folder.cycles()
+    states = folder.worker_states()
     if args.json:
         print(
             json.dumps(
@@ -264,6 +368,10 @@ def main_show(argv: list[str]) -> int:
                     "summary": summary,
                     "live-summary": live,
                     "iterations": iterations,
+                    "started": started,
+                    "stopped": folder.read("stopped.json"),
+                    "cycles": cycles,
+                    "worker-states": states,
                 },
                 indent=2,
             )
@@ -271,7 +379,8 @@ def main_show(argv: list[str]) -> int:
         return 1 if folder.problems else 0
     duration = f"{info.duration_s:g} s" if info.duration_s is not None else "-"
     print(f"swarm {info.id}: {info.status}, started {info.started_at or '-'}, {duration}")
-    print(f"config: {info.config_file or '-'}")
+    pid = f", pid {info.pid}" if info.pid is not None else ""
+    print(f"config: {info.config_file or '-'}{pid}")
     if summary:
         rows = worker_rows(summary["workers"])
         print("\n" + format_table(rows))
@@ -280,6 +389,8 @@ def main_show(argv: list[str]) -> int:
         for wid, w in sorted(live["workers"].items()):
             rows.append((wid, str(w["iteration"]), w["status"], str(w["merges"]), str(w["errors"])))
         print("\n(live)\n" + format_table(rows))
+    elif started or cycles or states:
+        print("\n" + format_table(event_worker_rows(folder, live=info.status == "running")))
     if iterations:
         rows = [("iteration", "outcome", "duration", "task", "review rounds", "error")]
         for i in iterations:
@@ -295,6 +406,8 @@ def main_show(argv: list[str]) -> int:
                 )
             )
         print("\n" + format_table(rows))
+    elif cycles:  # a run of oompa 0.7.3 (in 0.7.0 mode each iteration is also a cycle)
+        print("\n" + format_table(cycle_rows(cycles)))
     for problem in folder.problems:
         print(problem, file=sys.stderr)
     return 1 if folder.problems else 0

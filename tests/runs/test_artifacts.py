@@ -819,3 +819,18 @@ def test_engine_modules_do_not_import_pytest(module: Any) -> None:
         )
     }
     assert "pytest" not in imported and "_pytest" not in imported
+
+
+def test_the_run_check_ignores_what_a_kill_mid_write_leaves(tmp_path: Path) -> None:
+    """A kill -9 between the temporary file and the rename leaves ``.{name}.XXXX.tmp``
+    (core.atomic): not an artifact, and not a stranger in the run folder either."""
+    from pytest_oompa.core.atomic import is_leftover
+    from pytest_oompa.runs.files import check_tree
+
+    run = tmp_path / "20260101T000000Z-abcdef"
+    run.mkdir()
+    (run / ".live-summary.json.k2x9q1.tmp").write_text('{"swarm-id": ', encoding="utf-8")
+    (run / "stranger.txt").write_text("x", encoding="utf-8")
+    _, problems = check_tree(tmp_path)
+    assert [p for p in problems if "stranger.txt" in p] and not [p for p in problems if ".tmp" in p]
+    assert is_leftover(".summary.json.abc.tmp") and not is_leftover("summary.json")
