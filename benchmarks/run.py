@@ -14,7 +14,11 @@
     validation and fsync included) vs plain json.dump + os.replace;
 (g) what the plugin costs a pytest start: a one-test run with the plugin installed vs the same
     run with `-p no:oompa`, and a 1-worker, 1-iteration swarm vs that bare start; each with the
-    bytecode cache warm and with PYTHONDONTWRITEBYTECODE=1 (no cached bytecode of the package).
+    bytecode cache warm and with PYTHONDONTWRITEBYTECODE=1 (no cached bytecode of the package);
+(h) the end-of-call sweep (engine/processes.py: the group ended, escapees found through the
+    subreaper's tree and killed): ProcessSupervisor.run of a trivial command with the sweep on
+    vs off, per call; beside it, a call that leaves a background child to kill, and the
+    marker scan of every process (what the sweep costs where there is no subreaper).
 
 The agent is the bundled fake claude (default behaviour: append a line, git add + commit, ask
 for a merge), started through the same wrapper (pytest_oompa.core.paths.fake_bin_dir()) by the
@@ -51,11 +55,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from pytest_oompa.core import paths
 from pytest_oompa.core.atomic import atomic_write_text, dumps_json
 from pytest_oompa.core.config import resolve
 from pytest_oompa.core.results import IterationResult, WorkerMetrics
-from pytest_oompa.engine import prompts
+from pytest_oompa.engine import processes, prompts
 from pytest_oompa.engine.swarm import Swarm, SwarmListener, SwarmOptions
 from pytest_oompa.harnesses.registry import HarnessRegistry
 from pytest_oompa.runs.artifacts import ArtifactStore, utc_now_iso, validate_artifact
@@ -919,6 +925,7 @@ class Plan:
     f_calls: int = 100
     spawn_iterations: int = 5
     g_runs: int = 7
+    h_calls: int = 200
 
 
 def make_plan(quick: bool, repeat: int | None) -> Plan:
@@ -933,6 +940,7 @@ def make_plan(quick: bool, repeat: int | None) -> Plan:
             c_iterations=2,
             e_size=(64, 1),
             f_calls=50,
+            h_calls=100,
         )
     return Plan(
         False,
@@ -1357,8 +1365,77 @@ class Bench:
                 )
             )
 
+    # (h) ---------------------------------------------------------------------------------------
 
-FIGURES = ("a", "spawns", "b", "c", "d", "e", "f", "g")
+    def figure_h(self) -> None:
+        calls, runs = self.plan.h_calls, self.plan.cheap
+        log(f"(h) end-of-call sweep: {calls} trivial calls with and without it, {runs} runs")
+        got = bench_sweep(self.ws.fresh("sweep"), calls, runs)
+        self.checks.add("(h) calls exit 0, the left child killed and reported", got["problems"])
+        self.rows.append(
+            Row(
+                "h.sweep",
+                "(h) a trivial call (/bin/true), sweep on",
+                "ms",
+                got["on"],
+                got["off"],
+                "sweep off",
+                target="delta <= 8 ms (a tenth of an iteration)",
+                target_check=lambda r: (r.delta or 0) <= 8,
+                note=(
+                    f"the sweep alone {fmt(med(got['on']) - med(got['off']), 'ms')} per call; "
+                    f"a call leaving a background child to kill {fmt(med(got['left']), 'ms')}; "
+                    f"the marker scan of all {got['processes']} processes (no subreaper) "
+                    f"{fmt(med(got['scan']), 'ms')}"
+                ),
+            )
+        )
+
+
+def bench_sweep(folder: Path, calls: int, runs: int) -> dict[str, Any]:
+    """Per run, the median ms of a ``/bin/true`` call with the sweep on and off (alternating,
+    so load from elsewhere hits both), of a call that leaves ``sleep`` behind, and of one
+    marker scan of the whole process table."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    on, off = processes.ProcessSupervisor(), processes.ProcessSupervisor(sweep=False)
+    got: dict[str, Any] = {"on": [], "off": [], "left": [], "scan": [], "problems": []}
+
+    def per_call(sup: processes.ProcessSupervisor, argv: list[str]) -> float:
+        start = time.perf_counter()
+        result = sup.run(argv, cwd=folder, env=env)
+        took = (time.perf_counter() - start) * 1e3
+        if result.exit_code != 0:
+            got["problems"].append(f"{argv}: exit {result.exit_code}")
+        if argv[0] == "/bin/sh" and [x.escaped for x in result.leftovers] != ["same-group"]:
+            got["problems"].append(f"left child: reported {result.leftovers}")
+        return took
+
+    for sup in (on, off):  # warm both paths
+        per_call(sup, ["/bin/true"])
+    for _ in range(runs):
+        times: dict[str, list[float]] = {"on": [], "off": []}
+        for _ in range(calls):
+            times["on"].append(per_call(on, ["/bin/true"]))
+            times["off"].append(per_call(off, ["/bin/true"]))
+        got["on"].append(med(times["on"]))
+        got["off"].append(med(times["off"]))
+        left = "sleep 600 >/dev/null 2>&1 &"
+        got["left"].append(med([per_call(on, ["/bin/sh", "-c", left]) for _ in range(10)]))
+        scans = []
+        for _ in range(20):
+            start = time.perf_counter()
+            processes._Sweep(0, "none", frozenset())._scan(set())
+            scans.append((time.perf_counter() - start) * 1e3)
+        got["scan"].append(med(scans))
+        log(
+            f"    on {got['on'][-1]:.2f} ms, off {got['off'][-1]:.2f} ms, "
+            f"left child {got['left'][-1]:.2f} ms, scan {got['scan'][-1]:.2f} ms"
+        )
+    got["processes"] = len(psutil.pids())
+    return got
+
+
+FIGURES = ("a", "spawns", "b", "c", "d", "e", "f", "g", "h")
 
 
 def main() -> int:

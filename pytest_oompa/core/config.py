@@ -13,7 +13,7 @@ import json
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -113,11 +113,24 @@ class _AgentSection(_Section):
         return value
 
 
+class LimitsSection(_Section):
+    """A spend limit, from each CLI's own figures: once reached, no new agent call starts.
+    At the root for the whole swarm, in a worker section for each of its workers."""
+
+    cost_usd: float | None = Field(default=None, gt=0)
+    tokens: int | None = Field(default=None, gt=0)  # input + output tokens
+
+    @property
+    def active(self) -> bool:
+        return self.cost_usd is not None or self.tokens is not None
+
+
 class WorkerSection(_AgentSection):
     iterations: int = Field(default=10, ge=1)
     count: int = Field(default=1, ge=1)
     can_plan: bool = True
     wait_between: float = Field(default=0, ge=0)
+    limits: LimitsSection = Field(default_factory=LimitsSection)  # each worker's own
 
 
 class ReviewerSection(_AgentSection):
@@ -163,6 +176,11 @@ def parse_outcomes(text: str) -> dict[str, str]:
     return check_outcomes({k.strip(): v.strip() for k, _, v in pairs})
 
 
+# How each harness call runs: as it is, or under bubblewrap (engine/sandbox.py).
+Sandbox = Literal["none", "bwrap"]
+SANDBOXES: tuple[Sandbox, ...] = ("none", "bwrap")
+
+
 class TimeoutsSection(_Section):
     call: float | None = Field(default=None, gt=0)  # any harness call (an agent's own wins)
     iteration: float | None = Field(default=None, gt=0)  # all the calls of one iteration
@@ -202,6 +220,8 @@ class SwarmFileSection(_Section):
     timeouts: TimeoutsSection = Field(default_factory=TimeoutsSection)
     retries: RetriesSection = Field(default_factory=RetriesSection)
     env: EnvSection = Field(default_factory=EnvSection)
+    limits: LimitsSection = Field(default_factory=LimitsSection)
+    sandbox: Sandbox = "none"
 
     _outcomes = field_validator("outcomes")(check_outcomes)
 
@@ -245,6 +265,7 @@ class WorkerSpec:
     iterations: int = 10
     can_plan: bool = True
     wait_between: float = 0
+    limits: LimitsSection = field(default_factory=LimitsSection)
 
 
 @dataclass(frozen=True)
@@ -268,6 +289,8 @@ class SwarmConfig:
     timeouts: TimeoutsSection = field(default_factory=TimeoutsSection)
     retries: RetriesSection = field(default_factory=RetriesSection)
     env: EnvSection = field(default_factory=EnvSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
+    sandbox: Sandbox = "none"
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def agents(self) -> Iterable[AgentSpec]:
@@ -301,7 +324,8 @@ def _describe(error: Any, fields_by_loc: dict[str, list[str]]) -> str:
 
 
 def _section_fields(loc_parent: str) -> list[str] | None:
-    base = loc_parent.split("[")[0].split(".")[-1] if loc_parent else ""
+    # The innermost section: "workers[0].limits" is a limits section, "workers[0]" a worker.
+    base = loc_parent.split(".")[-1].split("[")[0] if loc_parent else ""
     sections: dict[str, type[BaseModel]] = {
         "": SwarmFileSection,
         "workers": WorkerSection,
@@ -312,6 +336,7 @@ def _section_fields(loc_parent: str) -> list[str] | None:
         "timeouts": TimeoutsSection,
         "retries": RetriesSection,
         "env": EnvSection,
+        "limits": LimitsSection,
     }
     model = sections.get(base)
     return list(model.model_fields) if model else None
@@ -404,6 +429,7 @@ def resolve(data: Any, path: Path, harnesses: Collection[str]) -> SwarmConfig:
                     iterations=section.iterations,
                     can_plan=section.can_plan,
                     wait_between=section.wait_between,
+                    limits=section.limits,
                 )
             )
     reviewer = None
@@ -439,6 +465,8 @@ def resolve(data: Any, path: Path, harnesses: Collection[str]) -> SwarmConfig:
         timeouts=parsed.timeouts,
         retries=parsed.retries,
         env=parsed.env,
+        limits=parsed.limits,
+        sandbox=parsed.sandbox,
         raw=data,
     )
 

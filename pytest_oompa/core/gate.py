@@ -25,6 +25,9 @@ class GateSection(BaseModel):
     all_tasks_complete: bool = False
     no_worker_error: bool = False
     max_wall_time: float | None = Field(default=None, gt=0)
+    # Spend, from each CLI's own figures (a harness that reports no cost adds none).
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=0)
 
     @property
     def active(self) -> bool:
@@ -42,6 +45,9 @@ class GateFacts:
     tasks_left: int  # pending + current at the end
     workers_in_error: tuple[str, ...]
     wall_time_s: float
+    cost_usd: float = 0.0
+    tokens: int = 0  # input + output
+    calls_without_cost: int = 0  # calls whose CLI reported no cost: the cost is a floor
 
     @property
     def rejection_rate(self) -> float:
@@ -104,6 +110,18 @@ def evaluate(gate: GateSection, facts: GateFacts) -> list[Check]:
             )
         )
     at_most("max_wall_time", facts.wall_time_s, gate.max_wall_time, f"{facts.wall_time_s:.1f} s")
+    if gate.max_cost_usd is not None:
+        unknown = facts.calls_without_cost
+        shown = f"${facts.cost_usd:.2f}" + (
+            f" (+ {unknown} call(s) that reported no cost)" if unknown else ""
+        )
+        ok = facts.cost_usd <= gate.max_cost_usd
+        checks.append(Check("max_cost_usd", ok, shown, f"<= ${gate.max_cost_usd:.2f}"))
+    if gate.max_tokens is not None:
+        ok = facts.tokens <= gate.max_tokens
+        checks.append(
+            Check("max_tokens", ok, f"{facts.tokens:,} tokens", f"<= {gate.max_tokens:,}")
+        )
     return checks
 
 

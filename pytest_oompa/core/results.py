@@ -26,6 +26,18 @@ class WorkerStatus(str, Enum):
 
 
 @dataclass(frozen=True)
+class Leftover:
+    """A process a harness call left running, killed after the call ended."""
+
+    pid: int
+    cmdline: str
+    escaped: str  # same-group | own-session | orphaned (see engine/processes.py)
+
+    def __str__(self) -> str:
+        return f"pid {self.pid} ({self.escaped}): {self.cmdline}"
+
+
+@dataclass(frozen=True)
 class CallRecord:
     """One harness invocation, as much as a failure report needs."""
 
@@ -48,6 +60,7 @@ class CallRecord:
     log: str | None = None  # path relative to the run folder
     error_file: str | None = None
     attempts: int = 1  # more than 1: retried after infrastructure failures
+    leftovers: tuple[Leftover, ...] = ()  # processes it left running, killed after it
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,11 @@
 """One harness call, start to finish: build the argv from the registry, run it in its own
 process group while streaming its output to ``commands/{name}.ndjson``, parse its structured
-output, keep a ``CallRecord``, and leave ``errors/{name}.json`` when it failed."""
+output, keep a ``CallRecord``, and leave ``errors/{name}.json`` when it failed.
+
+Every call passes here, so this is also where the swarm's containment applies to each: the
+spend meter refuses a call once a limit is reached and is charged when a call ends
+(engine/spend.py), and the sandbox, when one is on, wraps the final argv (engine/sandbox.py).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,10 @@ from typing import Protocol
 
 from pytest_oompa.core.atomic import atomic_write_text, dumps_json
 from pytest_oompa.core.config import AgentSpec
-from pytest_oompa.core.results import CallRecord
+from pytest_oompa.core.results import CallRecord, Leftover
 from pytest_oompa.engine.processes import ProcessSupervisor, ProcResult
+from pytest_oompa.engine.sandbox import Sandbox
+from pytest_oompa.engine.spend import SpendMeter
 from pytest_oompa.harnesses.output import ParsedOutput
 from pytest_oompa.harnesses.registry import BASE_ENV, HarnessRegistry, env_matches
 from pytest_oompa.harnesses.spec import HarnessCommand, HarnessSpec, SessionMode, build_command
@@ -82,6 +89,8 @@ class HarnessCaller:
         backoff: float = 2.0,
         stop: threading.Event | None = None,
         observer: CallObserver | None = None,
+        spend: SpendMeter | None = None,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.registry = registry
         self.supervisor = supervisor
@@ -98,6 +107,8 @@ class HarnessCaller:
         self.backoff = backoff
         self.stop = stop or threading.Event()
         self.observer = observer
+        self.spend = spend or SpendMeter()
+        self.sandbox = sandbox
         self._binaries: dict[str, str | None] = {}
         self._lock = threading.Lock()
 
@@ -139,12 +150,20 @@ class HarnessCaller:
         session: SessionMode,
         timeout: float | None = None,
         name: str | None = None,
+        worker: str | None = None,
     ) -> CallOutcome:
         """Run one call (retried on infrastructure failures when retries are on). With a
         ``name`` (and a run folder) it streams to commands/{name}.ndjson (every attempt,
-        appended) and, when it finally fails, leaves errors/{name}.json."""
+        appended) and, when it finally fails, leaves errors/{name}.json.
+
+        Each attempt is charged to ``worker`` (else to the role) on the spend meter; raises
+        SpendLimitReached, without starting anything, once a limit is reached (a retry that
+        would start then is not made: the last attempt's outcome stands)."""
         spec = self.registry.get(agent.harness)
+        account = worker or role
+        self.spend.check(account)
         attempt = 0
+        leftovers: list[Leftover] = []  # every attempt's, not only the last one's
         while True:
             attempt += 1
             outcome = self._attempt(
@@ -157,11 +176,15 @@ class HarnessCaller:
                 timeout=timeout,
                 name=name,
             )
+            self.spend.record(account, outcome.record)
+            leftovers += outcome.proc.leftovers
             if attempt > self.retries or not self._transient(spec, outcome.proc):
+                break
+            if self.spend.refusal(account):
                 break
             if self.stop.wait(self.backoff * 2 ** (attempt - 1)):
                 break
-        record = dataclasses.replace(outcome.record, attempts=attempt)
+        record = dataclasses.replace(outcome.record, attempts=attempt, leftovers=tuple(leftovers))
         if record.failure and record.log is not None and not outcome.proc.cancelled:
             record = dataclasses.replace(
                 record, error_file=self._error_artifact(record, outcome.proc)
@@ -198,22 +221,25 @@ class HarnessCaller:
             token = self.observer.before(
                 name=name or "", role=role, agent=agent, command=command, prompt=prompt, cwd=cwd
             )
+        # PWD too: opencode works in $PWD when it is set, not in its process's cwd, and a
+        # PWD inherited from whoever started the swarm points elsewhere.
+        env = {**self.env_for(agent.harness), "PWD": str(cwd), **command.env}
+        # Sandboxed last, so whatever the hook added runs inside too; the log shows what ran.
+        argv = self.sandbox.command(command.argv, cwd, env) if self.sandbox else command.argv
         log = None
         if self.run_dir is not None and name:
             log = CommandLog(self.run_dir / "commands" / f"{name}.ndjson")
             log.start(
-                argv=list(command.argv),
+                argv=list(argv),
                 cwd=str(cwd),
                 role=role,
                 harness=agent.harness,
                 model=agent.model,
             )
         proc = self.supervisor.run(
-            command.argv,
+            argv,
             cwd=cwd,
-            # PWD too: opencode works in $PWD when it is set, not in its process's cwd, and a
-            # PWD inherited from whoever started the swarm points elsewhere.
-            env={**self.env_for(agent.harness), "PWD": str(cwd), **command.env},
+            env=env,
             timeout=timeout or agent.timeout or self.default_timeout,
             stall=self.stall,
             on_output=log.output if log else None,
@@ -249,6 +275,7 @@ class HarnessCaller:
             cost_usd=parsed.cost_usd,
             name=name or "",
             log=f"commands/{name}.ndjson" if log else None,
+            leftovers=proc.leftovers,
         )
         if self.observer is not None:
             self.observer.after(token, record=record, stdout=proc.stdout, stderr=proc.stderr)

@@ -10,6 +10,9 @@ performs the steps and the endings' side effects; what is decided here needs no 
 repository and no task queue, which is how the unit tests drive it: a table of facts ->
 (steps asked, outcome).
 
+Whatever step it is at, a breach ends the iteration as an error: a call of it changed
+something outside its worktree (guard.py has put it right already).
+
 What an iteration cannot learn as a fact ends it from the runner, as an error: the iteration's
 time budget running out, a failing git command, a bug. A stopping swarm abandons the
 iteration without an outcome.
@@ -76,6 +79,7 @@ class Facts:
     fix_failure: str | None = None
     merged_commit: str | None = None
     merge_error: str | None = None
+    breach: str | None = None  # what a call did outside its worktree (files, branches)
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,8 @@ def next_step(facts: Facts) -> Step | Ending:
     """
     if facts.worktree_error is not None:
         return Ending(Outcome.ERROR, f"could not create the worktree: {facts.worktree_error}")
+    if facts.breach is not None:
+        return Ending(Outcome.ERROR, facts.breach)
     reply = facts.reply
     if reply is None:
         return Step.CALL

@@ -9,6 +9,9 @@ Three facts shape this module:
   repo (the same kind of lock), and a merge that fails is aborted and reported, never counted.
 - Diffs are taken against the merge base (``main...HEAD``): ``main`` moves while a worker runs,
   and a two-dot diff would show other workers' merged changes as this worker's.
+- ``main`` moves only by the engine: every move it makes (a merge, a task-queue commit) is
+  written down under the merge lock in ``.git/oompa-main``, the ledger every process of every
+  swarm on the repo shares, so a move that is not in it is an agent's (``guard.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from pytest_oompa.core.locks import SharedLock
 
 MAIN = "main"
+LEDGER = "oompa-main"  # in the git dir: where the engine last left main
 _TRANSIENT = re.compile(
     r"commondir|index\.lock|could not lock|cannot lock ref|Unable to create .*\.lock|"
     r"unable to create directory|File exists",
@@ -152,6 +156,88 @@ class Repo:
             sha = ""
         return sha if len(sha) == 40 else self.head(branch)
 
+    def refs(self) -> dict[str, str]:
+        """``refs/heads/*`` -> commit, read from the ref files (no spawn: the guard reads them
+        around every call); ``git for-each-ref`` for a repository whose refs are not files."""
+        git_dir = self.git_dir
+        if (git_dir / "reftable").exists():
+            out = self.git("for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/")
+            return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+        found: dict[str, str] = {}
+        try:
+            packed = (git_dir / "packed-refs").read_text(encoding="ascii", errors="replace")
+        except OSError:
+            packed = ""
+        for line in packed.splitlines():
+            sha, _, name = line.partition(" ")
+            if name.startswith("refs/heads/") and len(sha) == 40:
+                found[name] = sha
+        heads = git_dir / "refs" / "heads"
+        for folder, _dirs, files in os.walk(heads):
+            for file in files:
+                if file.endswith(".lock"):
+                    continue
+                path = Path(folder, file)
+                try:
+                    sha = path.read_text(encoding="ascii", errors="replace").strip()
+                except OSError:
+                    continue  # deleted between the listing and the read
+                if len(sha) == 40:
+                    found["refs/heads/" + path.relative_to(heads).as_posix()] = sha
+        return found
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        self.calls += 1
+        proc = subprocess.run(
+            ["git", "merge-base", "--is-ancestor", older, newer],
+            cwd=self.root,
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+        )
+        return proc.returncode == 0
+
+    def root_head(self) -> str:
+        """What the root's HEAD file says (``ref: refs/heads/main`` when all is well)."""
+        try:
+            return (self.git_dir / "HEAD").read_text(encoding="ascii", errors="replace").strip()
+        except OSError:
+            return ""
+
+    def record_main(self, sha: str | None = None) -> str:
+        """Write the ledger: main is at ``sha`` (default: where it is) by the engine's doing.
+        The caller holds ``merge_lock``, or nothing else runs on the repo yet."""
+        sha = sha or self.branch_head(MAIN)
+        tmp = self.git_dir / f"{LEDGER}.tmp{os.getpid()}"
+        tmp.write_text(sha + "\n", encoding="ascii")
+        os.replace(tmp, self.git_dir / LEDGER)
+        return sha
+
+    def engine_main(self) -> str | None:
+        """Where the engine last left main (the ledger); None when no swarm wrote it."""
+        try:
+            sha = (self.git_dir / LEDGER).read_text(encoding="ascii").strip()
+        except OSError:
+            return None
+        return sha if len(sha) == 40 else None
+
+    def status_entries(
+        self, cwd: Path | None = None, *pathspec: str, untracked: str = "all"
+    ) -> list[tuple[str, str]]:
+        """``git status`` as (XY, path) pairs, renames split into a deletion and an addition."""
+        out = self.git(
+            "status",
+            "--porcelain",
+            "-z",
+            "--no-renames",
+            f"--untracked-files={untracked}",
+            "--ignore-submodules=all",
+            "--",
+            *(pathspec or (".",)),
+            cwd=cwd,
+        )
+        return [(entry[:2], entry[3:]) for entry in out.split("\0") if len(entry) > 3]
+
     def dirty_paths(self, cwd: Path | None = None, *paths: str) -> list[str]:
         out = self.git("status", "--porcelain", "--untracked-files=all", "--", *paths, cwd=cwd)
         return [line[3:] for line in out.splitlines() if line.strip()]
@@ -176,6 +262,7 @@ class Repo:
                 return False
             self.git("add", "-A", "--", *paths)
             self.git("commit", "-q", "--no-verify", "-m", message, "--", *paths)
+            self.record_main()
             return True
 
     # -- worktrees -----------------------------------------------------------------------------
@@ -243,12 +330,12 @@ class Repo:
 
     def merge(self, wt: Worktree, message: str) -> str:
         """Merge the worktree's branch into main (caller holds ``merge_lock``); return the new
-        main commit. On failure the merge is aborted, main and the root tree are left as they
-        were, and GitError carries git's own message."""
+        main commit, written in the ledger. On failure the merge is aborted, main and the root
+        tree are left as they were, and GitError carries git's own message."""
         try:
             self.git("merge", "--no-edit", "-m", message, wt.branch)
         except GitError:
             if (self.git_dir / "MERGE_HEAD").exists():
                 self.git("merge", "--abort", check=False)
             raise
-        return self.branch_head(MAIN)
+        return self.record_main()

@@ -1,4 +1,5 @@
-"""Checks before anything runs: the repo, the harness binaries, and one probe per model."""
+"""Checks before anything runs: the repo, the harness binaries (and the sandbox they run in),
+what the spend limits can see, and one probe per model."""
 
 from __future__ import annotations
 
@@ -11,11 +12,22 @@ from pytest_oompa.core.results import CallRecord
 from pytest_oompa.engine.calls import HarnessCaller
 from pytest_oompa.engine.git import MAIN, Repo
 from pytest_oompa.engine.prompts import PROBE_PROMPT
+from pytest_oompa.engine.spend import SpendLimitReached, SpendMeter
+from pytest_oompa.harnesses.registry import HarnessRegistry
 from pytest_oompa.harnesses.spec import SessionMode
 
 PROBE_TIMEOUT = 30.0
 VERSION_TIMEOUT = 10.0
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+# What each bundled parser reads from its CLI's output: a spend limit sees a harness's calls
+# only through these figures. Keyed by parser, so a plugin's harness that reuses one is known.
+PARSER_FIGURES: dict[str, frozenset[str]] = {
+    "claude-json": frozenset({"cost", "tokens"}),
+    "opencode-ndjson": frozenset({"cost", "tokens"}),
+    "codex-jsonl": frozenset({"tokens"}),
+    "gemini-json": frozenset({"tokens"}),
+    "text": frozenset(),
+}
 
 
 class PreflightError(Exception):
@@ -45,12 +57,52 @@ def check_repo(repo: Repo, ignored: tuple[str, ...] = ()) -> list[str]:
 
 
 def check_harnesses(config: SwarmConfig, caller: HarnessCaller) -> list[str]:
+    """The harness binaries and the sandbox they would run in. Also notes on the caller's
+    spend meter which limits each harness can honour (never a problem: a limit still holds
+    for the harnesses that report what it counts)."""
     problems = []
     for harness in sorted({a.harness for a in config.agents()}):
         if caller.binary(harness) is None:
             binary = caller.registry.get(harness).binary
             problems.append(f"harness {harness!r}: '{binary}' is not on PATH")
+    if caller.sandbox is not None:
+        problem = caller.sandbox.problem()
+        if problem:
+            problems.append(problem)
+    caller.spend.notes = spend_coverage(config, caller.registry, caller.spend)
     return problems
+
+
+def spend_coverage(config: SwarmConfig, registry: HarnessRegistry, meter: SpendMeter) -> list[str]:
+    """Which limits each harness of the swarm can honour: a cost limit sees nothing of a CLI
+    that reports no cost (its calls count by tokens), a token limit nothing of one that
+    reports no tokens."""
+    limits = [meter.limits, *meter.worker_limits.values()]
+    wanted = {"cost"} if any(x.cost_usd is not None for x in limits) else set()
+    wanted |= {"tokens"} if any(x.tokens is not None for x in limits) else set()
+    notes = []
+    for harness in sorted({a.harness for a in config.agents()}) if wanted else ():
+        parser = registry.get(harness).parser_name
+        figures = PARSER_FIGURES.get(parser)
+        if figures is None:
+            notes.append(
+                f"harness {harness!r} ({parser} parser): cannot tell whether it reports cost or "
+                "tokens; the spend limits count whatever its records carry"
+            )
+            continue
+        missing = wanted - figures
+        if not missing:
+            continue
+        said = f"harness {harness!r} ({parser} parser) reports "
+        if not figures:
+            notes.append(said + "neither cost nor tokens: no spend limit sees its calls")
+        elif "cost" in missing:
+            notes.append(
+                said + "no cost: a cost limit does not see its calls (counted by tokens only)"
+            )
+        else:
+            notes.append(said + "no tokens: a token limit does not see its calls")
+    return notes
 
 
 def probe_models(
@@ -64,15 +116,18 @@ def probe_models(
 
     def probe(agent: AgentSpec) -> str | None:
         slug = _UNSAFE.sub("_", f"{agent.harness}-{agent.model}")
-        call = caller.call(
-            agent,
-            role="probe",
-            prompt=PROBE_PROMPT,
-            cwd=repo.root,
-            session=SessionMode.none(),
-            timeout=PROBE_TIMEOUT,
-            name=f"preflight-probe-{slug}",
-        )
+        try:
+            call = caller.call(
+                agent,
+                role="probe",
+                prompt=PROBE_PROMPT,
+                cwd=repo.root,
+                session=SessionMode.none(),
+                timeout=PROBE_TIMEOUT,
+                name=f"preflight-probe-{slug}",
+            )
+        except SpendLimitReached as exc:
+            return f"probe of {agent.harness}:{agent.model} not run: {exc.reason}"
         records.append(call.record)
         if not call.failure:
             return None
@@ -81,7 +136,12 @@ def probe_models(
         return f"probe of {agent.harness}:{agent.model} failed ({call.failure}){detail}"
 
     with ThreadPoolExecutor(max_workers=max(1, len(distinct))) as pool:
-        return [p for p in pool.map(probe, distinct.values()) if p]
+        problems = [p for p in pool.map(probe, distinct.values()) if p]
+    # The probes alone used up a limit: the swarm could start no call, so it does not start.
+    reached = caller.spend.reached()
+    if reached and not problems:
+        problems.append(f"the preflight probes reached the {reached[0]}")
+    return problems
 
 
 def harness_versions(config: SwarmConfig, caller: HarnessCaller) -> dict[str, str | None]:

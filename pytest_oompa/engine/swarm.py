@@ -32,6 +32,7 @@ from pytest_oompa.core.results import (
 )
 from pytest_oompa.engine.calls import CallObserver, HarnessCaller
 from pytest_oompa.engine.git import Repo
+from pytest_oompa.engine.guard import Guard
 from pytest_oompa.engine.planner import run_planner
 from pytest_oompa.engine.preflight import (
     PreflightError,
@@ -41,6 +42,8 @@ from pytest_oompa.engine.preflight import (
     probe_models,
 )
 from pytest_oompa.engine.processes import ProcessSupervisor
+from pytest_oompa.engine.sandbox import Sandbox
+from pytest_oompa.engine.spend import Spend, SpendMeter
 from pytest_oompa.engine.tasks import TaskQueue, valid_task_id
 from pytest_oompa.engine.worker import SwarmContext, WorkerRunner, utc_now
 from pytest_oompa.harnesses.registry import HarnessRegistry
@@ -126,6 +129,9 @@ class SwarmResult:
     gate: list[Check] = field(default_factory=list)  # empty: no gate
     status: str = "running"  # then completed | failed | interrupted (see tracking.py)
     exit_status: int | None = None
+    # The spend limits (engine/spend.py): each limit reached fails the run; spend per account.
+    spend_limits_reached: list[str] = field(default_factory=list)
+    spend: dict[str, Spend] = field(default_factory=dict)
 
 
 class Swarm:
@@ -165,7 +171,11 @@ class Swarm:
             backoff=config.retries.backoff,
             stop=self._stop,
             observer=options.call_observer,
+            spend=SpendMeter.for_config(config, shared / "spend.json" if shared else None),
+            sandbox=Sandbox.named(config.sandbox, extra_env.get("PATH", source_env.get("PATH"))),
         )
+        # Checks every agent call for writes outside its worktree and branches it moved.
+        self.guard = Guard(self.repo, self.swarm_id, self.recorder.run_dir)
         self.tracker = RunTracker(
             runs_dir, self.swarm_id, config, self.repo.root, options.heartbeat_interval
         )
@@ -215,6 +225,7 @@ class Swarm:
             iteration_timeout=self.config.timeouts.iteration,
             on_review=self.recorder.review,
             on_iteration=self._iteration_finished,
+            guard=self.guard,
         )
 
     def prepare(self) -> None:
@@ -228,6 +239,7 @@ class Swarm:
         if self.options.attached:  # the process that runs the whole swarm checked all this
             repo.use_fallback_identity_if_needed()
             self.queue.ensure_dirs()
+            self.guard.start(keep=True)
             return
         if not repo.is_repo():
             raise PreflightError(check_repo(repo))
@@ -241,6 +253,7 @@ class Swarm:
         if problems:
             raise PreflightError(problems)
         self.result.main_before = repo.head("main")
+        self.guard.start()
         self.tracker.start(self.result.started_at, self.result.main_before)
         try:
             self._prepare_tracked()
@@ -329,6 +342,7 @@ class Swarm:
             or not gate_passed(r.gate)
             or r.errors
             or r.preflight_problems
+            or r.spend_limits_reached
             or any(i.outcome in (Outcome.ERROR, Outcome.REJECTED) for i in r.iterations)
         ):
             status = "failed"
@@ -465,6 +479,7 @@ class Swarm:
             ("committing the task queue", self._commit_task_queue),
             ("reading main", lambda: setattr(self.result, "main_after", self.repo.head("main"))),
             ("writing summary.json", lambda: self.recorder.summary(reports)),
+            ("reading the spend", self._read_spend),
             ("evaluating the gate", lambda: self._evaluate_gate(reports)),
         ]
         try:
@@ -491,8 +506,17 @@ class Swarm:
             tasks_left=counts.pending + counts.current,
             workers_in_error=tuple(w.worker_id for w in reports if w.status is WorkerStatus.ERROR),
             wall_time_s=seconds_between(r.started_at, utc_now()),
+            cost_usd=(spent := sum(r.spend.values(), Spend())).cost_usd,
+            tokens=spent.tokens,
+            calls_without_cost=spent.calls_without_cost,
         )
         r.gate = evaluate_gate(gate, facts)
+
+    def _read_spend(self) -> None:
+        """The spend limits: what each account spent, and every limit that was reached."""
+        meter = self.caller.spend
+        self.result.spend = meter.accounts()
+        self.result.spend_limits_reached = meter.reached()
 
     def _commit_task_queue(self) -> None:
         """Claims and completions moved task files in the root tree; record the queue's end

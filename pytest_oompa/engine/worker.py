@@ -5,10 +5,16 @@ it names the next step or the ending. ``WorkerRunner`` performs the steps (harne
 the task queue), the side effects of each ending, and keeps the little state a worker carries
 between iterations: its worktree, its session, its consecutive-error count and its metrics.
 Its collaborators come in a ``SwarmContext``, so a test can drive it with stubs.
+
+Every harness call of an iteration runs between ``Guard.begin`` and ``Guard.end`` (guard.py):
+what the agent changed outside its worktree (files of the project root, branches, another
+worker's worktree) is put right there, and becomes the ``breach`` fact that ends the iteration
+as an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 import time
@@ -45,7 +51,9 @@ from pytest_oompa.engine.decision import (
     release_after,
 )
 from pytest_oompa.engine.git import GitError, Repo, Worktree
+from pytest_oompa.engine.guard import Guard
 from pytest_oompa.engine.markers import Signals, parse_signals, parse_verdict
+from pytest_oompa.engine.spend import SpendLimitReached
 from pytest_oompa.engine.tasks import ClaimResult, TaskQueue
 from pytest_oompa.harnesses.spec import SessionMode
 
@@ -78,6 +86,7 @@ class SwarmContext:
     iteration_timeout: float | None = None  # all the calls of one iteration together
     on_review: Callable[[str, int, ReviewRound], Path | None] = lambda *_: None
     on_iteration: Callable[[IterationResult], None] = lambda _: None
+    guard: Guard | None = None  # None: no containment checks (unit tests with stubs)
 
 
 @dataclass
@@ -97,6 +106,7 @@ class _Iteration:
     held: tuple[str, ...] = ()
     merged_commit: str | None = None
     error: str | None = None
+    breaches: list[str] = field(default_factory=list)  # what its calls did outside
     role_calls: Counter[str] = field(default_factory=Counter)
 
     def call_name(self, worker_id: str, role: str) -> str:
@@ -135,6 +145,7 @@ class WorkerRunner:
                     raise Interrupted
                 if self.ctx.stop.is_set():
                     raise Interrupted
+                self.ctx.caller.spend.check(self.id)
                 result = self.iteration(n)
                 self.iterations_run = n
                 self.ctx.on_iteration(result)
@@ -150,6 +161,11 @@ class WorkerRunner:
             interrupted = True
             self.status = WorkerStatus.IDLE
             self.stop_reason = "the swarm was stopped before this iteration finished"
+        except SpendLimitReached as exc:
+            # No call may start: the iteration in progress is abandoned like an interrupted
+            # one (its item is skipped with the reason), and the worker ends here.
+            self.status = WorkerStatus.IDLE
+            self.stop_reason = exc.reason
         finally:
             self._release(reset_session=True)
             leftover = self.ctx.queue.recycle(self.ctx.queue.owned_by(self.id))
@@ -185,7 +201,7 @@ class WorkerRunner:
         it = _Iteration(number=n, started_at=utc_now(), started=time.monotonic())
         try:
             outcome = self._iterate(it)
-        except Interrupted:
+        except (Interrupted, SpendLimitReached):
             raise
         except OutOfTime:
             outcome = self._fail(it, f"iteration timeout after {self.ctx.iteration_timeout:g} s")
@@ -242,6 +258,8 @@ class WorkerRunner:
         while not isinstance(step := next_step(facts), Ending):
             assert wt is not None  # no step is asked for once the worktree could not be made
             facts = perform[step](it, wt, facts)
+            if it.breaches and facts.breach is None:
+                facts = dataclasses.replace(facts, breach="; ".join(it.breaches))
         return self._end(it, step, facts)
 
     def _prompt(self) -> str:
@@ -259,19 +277,57 @@ class WorkerRunner:
         session = (
             SessionMode.resume(self.session_id) if resume and self.session_id else SessionMode.new()
         )
-        call = self.ctx.caller.call(
+        call = self._guarded(
+            it,
+            wt,
             self.spec.agent,
             role=role,
             prompt=prompt,
-            cwd=wt.path,
             session=session,
             timeout=self._budget(it, self.spec.agent),
-            name=it.call_name(self.id, role),
         )
         it.calls.append(call.record)
         if call.cancelled or (self.ctx.stop.is_set() and call.failure):
             raise Interrupted
         self._budget(it, self.spec.agent)  # a call cut by the iteration's budget: say so
+        return call
+
+    def _guarded(
+        self,
+        it: _Iteration,
+        wt: Worktree,
+        agent: AgentSpec,
+        *,
+        role: str,
+        prompt: str,
+        session: SessionMode,
+        timeout: float | None,
+    ) -> CallOutcome:
+        """One harness call in the worktree, checked by the guard before and after: what it
+        did outside is put right even when the call fails or the swarm stops."""
+        name = it.call_name(self.id, role)
+        guard = self.ctx.guard
+        watch = guard.begin(name, self.id, wt) if guard is not None else None
+        try:
+            call = self.ctx.caller.call(
+                agent,
+                role=role,
+                prompt=prompt,
+                cwd=wt.path,
+                session=session,
+                timeout=timeout,
+                name=name,
+                worker=self.id,
+            )
+        except BaseException:
+            if guard is not None and watch is not None:
+                with contextlib.suppress(Exception):  # the call's own exception goes on
+                    guard.end(watch)
+            raise
+        if guard is not None and watch is not None:
+            found = guard.end(watch)
+            it.breaches += found.errors
+            it.notes += found.notes
         return call
 
     def _budget(self, it: _Iteration, agent: AgentSpec) -> float | None:
@@ -335,14 +391,14 @@ class WorkerRunner:
         prompt = prompts.review(
             self.ctx.swarm_id, self.id, repo.diff_text(wt), reviewer.prompt_text, it.feedback
         )
-        call = self.ctx.caller.call(
+        call = self._guarded(
+            it,
+            wt,
             reviewer,
             role="reviewer",
             prompt=prompt,
-            cwd=wt.path,
             session=SessionMode.none(),
             timeout=self._budget(it, reviewer),
-            name=it.call_name(self.id, "reviewer"),
         )
         it.calls.append(call.record)
         if call.cancelled:
@@ -371,6 +427,8 @@ class WorkerRunner:
         repo, queue = self.ctx.repo, self.ctx.queue
         message = f"oompa: merge {wt.name} (swarm {self.ctx.swarm_id})"
         with repo.merge_lock:
+            if self.ctx.guard is not None:
+                self.ctx.guard.before_merge()
             try:
                 it.merged_commit = repo.merge(wt, message)
             except GitError as exc:
@@ -422,6 +480,8 @@ class WorkerRunner:
             self.metrics.recycled += len(it.recycled)
         if self.worktree is not None:
             self.ctx.repo.remove_worktree(self.worktree)
+            if self.ctx.guard is not None:
+                self.ctx.guard.forget(self.worktree)
             self.worktree = None
         if reset_session:
             self.session_id = None

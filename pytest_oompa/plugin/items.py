@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_oompa.core.results import CallRecord, IterationResult, PlannerResult
+from pytest_oompa.core.results import CallRecord, IterationResult, Leftover, PlannerResult
 from pytest_oompa.plugin.stash import SESSION_KEY
 
 if TYPE_CHECKING:
@@ -79,8 +79,13 @@ class IterationItem(OompaItem):
         if result is None:
             pytest.skip(state.unreached_reason(self.worker_id, self.iteration))
         self.user_properties.extend(_properties(state.swarm_id, result))
+        leftovers = _leftover_lines(result.calls)
+        _record_leftovers(self, leftovers)
         verdict = state.swarm_config.outcomes[result.outcome.value]
         if verdict == "pass":
+            # A passing item shows them with -rA (or -rP); any other verdict in its text.
+            if leftovers:
+                self.add_report_section("call", "oompa", "\n".join(leftovers))
             return
         text = describe_failure(result, state.relative(result.artifact))
         if verdict == "skip":
@@ -128,11 +133,16 @@ class PlannerItem(OompaItem):
         ]
         if not result.ran:
             pytest.skip(f"planner skipped: {result.skipped_reason}")
+        leftovers = _leftover_lines([result.call] if result.call else [])
+        _record_leftovers(self, leftovers)
         if result.error:
             lines = [f"planner: {result.error}", *result.notes]
             if result.call:
                 lines += _call_lines(result.call)
+            lines += leftovers
             raise IterationFailure("\n".join(lines))
+        if leftovers:
+            self.add_report_section("call", "oompa", "\n".join(leftovers))
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
         return self.path, None, "planner"
@@ -176,6 +186,23 @@ def _call_lines(call: CallRecord) -> list[str]:
     return out
 
 
+def _leftover_lines(calls: list[CallRecord]) -> list[str]:
+    """What the calls left running, killed after them (empty: nothing)."""
+    found: list[tuple[CallRecord, Leftover]] = [(c, x) for c in calls for x in c.leftovers]
+    if not found:
+        return []
+    return [
+        f"  left running by the agent, killed after its call ({len(found)}):",
+        *(f"    {c.role} call {c.name or '?'}: {x}" for c, x in found),
+    ]
+
+
+def _record_leftovers(item: pytest.Item, lines: list[str]) -> None:
+    """The leftovers as a property of the item, for the JUnit XML (one per line)."""
+    if lines:
+        item.user_properties.append(("leftovers", "\n".join(x.strip() for x in lines[1:])))
+
+
 def describe_failure(r: IterationResult, artifact: str) -> str:
     lines = [f"{r.worker_id} iteration {r.iteration}: {r.outcome.value}"]
     if r.error:
@@ -193,5 +220,6 @@ def describe_failure(r: IterationResult, artifact: str) -> str:
     if r.recycled:
         lines.append(f"  recycled to pending: {', '.join(r.recycled)}")
     lines += [f"  note: {n}" for n in r.notes]
+    lines += _leftover_lines(r.calls)
     lines.append(f"  artifact: {artifact}")
     return "\n".join(lines)

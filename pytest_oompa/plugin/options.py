@@ -59,7 +59,8 @@ def add_swarm_options(parser: pytest.Parser) -> None:
         default=None,
         help="Gate thresholds on the swarm's outcome, over the config's gate: e.g. "
         "min_merges=3,max_errors=0,max_rejection_rate=0.2,all_tasks_complete,no_worker_error,"
-        "max_wall_time=600 (default: the config's gate section, else none).",
+        "max_wall_time=600,max_cost_usd=5,max_tokens=2000000 (default: the config's gate "
+        "section, else none).",
     )
     group.addoption(
         "--oompa-outcomes",
@@ -82,6 +83,23 @@ def add_swarm_options(parser: pytest.Parser) -> None:
         default=None,
         help="Kill a harness call (its whole process group) after this many seconds "
         "(default: the config's per-agent timeout, else none).",
+    )
+    group.addoption(
+        "--oompa-sandbox",
+        choices=("bwrap", "none"),
+        default=None,
+        help="Run every harness call under bubblewrap (bwrap: read-only filesystem but the "
+        "worktree, the repository's .git, the harness's HOME and a private /tmp), or not "
+        "(none) (default: the config's sandbox, else none).",
+    )
+    group.addoption(
+        "--oompa-max-cost",
+        metavar="USD",
+        type=float,
+        default=None,
+        help="Start no new harness call once the swarm has spent this many US dollars (from "
+        "each CLI's own figures); the run then fails (default: the config's limits.cost_usd, "
+        "else no limit).",
     )
     parser.addini("oompa_swarm", "Swarm config file to run (like --oompa-swarm).", default="")
     parser.addini("oompa_repo", "Project repository (like --oompa-repo).", default="")

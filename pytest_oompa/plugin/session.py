@@ -26,6 +26,7 @@ from pytest_oompa.core.gate import merge as merge_gate
 from pytest_oompa.core.gate import passed as gate_passed
 from pytest_oompa.core.results import IterationResult, PlannerResult, WorkerReport
 from pytest_oompa.engine.preflight import PreflightError
+from pytest_oompa.engine.spend import Spend, usd
 from pytest_oompa.engine.swarm import Swarm, SwarmListener, SwarmOptions, SwarmResult
 from pytest_oompa.plugin.items import IterationItem, OompaItem, PlannerItem, SwarmFile
 from pytest_oompa.plugin.options import cli_path, ini_path
@@ -333,10 +334,10 @@ class SwarmSession:
         elif (
             result is not None
             and session.exitstatus == pytest.ExitCode.OK
-            and (result.timed_out or not gate_passed(result.gate))
+            and (result.timed_out or result.spend_limits_reached or not gate_passed(result.gate))
         ):
-            # A failed gate or a swarm timeout fails the run even when the ::gate item was
-            # deselected and every reported iteration passed.
+            # A failed gate, a swarm timeout or a spend limit reached fails the run even when
+            # the ::gate item was deselected and every reported iteration passed.
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.swarm is None:
             return
@@ -373,13 +374,51 @@ class SwarmSession:
             terminal.write_line(f"gate: {'passed' if ok else 'FAILED'}", green=ok, red=not ok)
             for check in result.gate:
                 terminal.write_line(f"  {check}", red=not check.ok)
+        _spend_summary(terminal, result, self.swarm)
         if result.timed_out:
             terminal.write_line(result.timed_out, red=True)
         if result.interrupted:
             terminal.write_line("the swarm was stopped before it finished", yellow=True)
         for error in result.errors:
             terminal.write_line(f"engine error: {error}", red=True)
+        left = _leftovers(result)
+        if left:
+            what = (
+                "process left behind by an agent was"
+                if left == 1
+                else "processes left behind by agents were"
+            )
+            terminal.write_line(f"{left} {what} killed (see the items' reports)", yellow=True)
         terminal.write_line(f"artifacts: {self.relative(result.run_dir)}")
+
+
+def _leftovers(result: SwarmResult) -> int:
+    """How many processes the agents' calls left running (each killed after its call)."""
+    calls = [c for r in result.iterations for c in r.calls]
+    if result.planner is not None and result.planner.call is not None:
+        calls.append(result.planner.call)
+    return sum(len(c.leftovers) for c in calls)
+
+
+def _spend_summary(terminal: Any, result: SwarmResult, swarm: Swarm | None) -> None:
+    """What each worker (and the planner, the probes) spent, from the CLIs' own figures,
+    against the swarm's limit; every limit reached; what the limits cannot see."""
+    meter = swarm.caller.spend if swarm is not None else None
+    total = sum(result.spend.values(), Spend())
+    limited = meter is not None and meter.active
+    if not (limited or total.cost_usd or total.tokens):
+        return
+    limits = meter.limits if meter is not None else None
+    shown = [usd(limits.cost_usd)] if limits and limits.cost_usd is not None else []
+    shown += [f"{limits.tokens:,} tokens"] if limits and limits.tokens is not None else []
+    of = f" (swarm limit {', '.join(shown)})" if shown else ""
+    terminal.write_line(f"spend: {total.describe()}{of}")
+    for account, spend in sorted(result.spend.items()):
+        terminal.write_line(f"  {account}: {spend.describe()}")
+    for reached in result.spend_limits_reached:
+        terminal.write_line(f"{reached}: no new call started after it", red=True)
+    for note in meter.notes if meter is not None else ():
+        terminal.write_line(f"  note: {note}", yellow=True)
 
 
 def start(config: pytest.Config, swarm_path: Path) -> SwarmSession:
@@ -392,6 +431,15 @@ def start(config: pytest.Config, swarm_path: Path) -> SwarmSession:
         raise pytest.UsageError(str(exc)) from None
     if config.getoption("oompa_fake_harnesses"):
         swarm_config = dataclasses.replace(swarm_config, use_fake_harnesses=True)
+    sandbox = config.getoption("oompa_sandbox")
+    if sandbox:
+        swarm_config = dataclasses.replace(swarm_config, sandbox=sandbox)
+    max_cost = config.getoption("oompa_max_cost")
+    if max_cost is not None:
+        if not max_cost > 0:
+            raise pytest.UsageError(f"oompa: --oompa-max-cost must be above 0 (got {max_cost:g})")
+        limits = swarm_config.limits.model_copy(update={"cost_usd": max_cost})
+        swarm_config = dataclasses.replace(swarm_config, limits=limits)
     outcomes = config.getoption("oompa_outcomes")
     try:
         gate = merge_gate(swarm_config.gate, config.getoption("oompa_gate"))

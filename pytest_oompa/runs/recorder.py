@@ -105,6 +105,10 @@ class Recorder:
                     "log": c.log,
                     "error": c.error_file,
                     "attempts": c.attempts,
+                    "leftovers": [
+                        {"pid": x.pid, "cmdline": x.cmdline, "escaped": x.escaped}
+                        for x in c.leftovers
+                    ],
                 }
                 for c in records
             ],

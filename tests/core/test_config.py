@@ -177,6 +177,26 @@ def test_legacy_review_model(tmp_path):
             "not both",
         ),
         ({"workers": [{"model": "claude:opus"}], "gait": 3}, "gait", "unknown field"),
+        (
+            {"workers": [{"model": "claude:opus"}], "sandbox": "docker"},
+            "sandbox",
+            "Input should be 'none' or 'bwrap'",
+        ),
+        (
+            {"workers": [{"model": "claude:opus"}], "limits": {"cost_usd": 0}},
+            "limits.cost_usd",
+            "greater than 0",
+        ),
+        (
+            {"workers": [{"model": "claude:opus"}], "limits": {"tokens": "many"}},
+            "limits.tokens",
+            "valid integer",
+        ),
+        (
+            {"workers": [{"model": "claude:opus", "limits": {"cost": 1}}]},
+            "workers[0].limits.cost",
+            "unknown field; expected one of: cost_usd, tokens",
+        ),
     ],
 )
 def test_broken_configs_name_the_field(tmp_path, data, where, says):
@@ -224,3 +244,26 @@ def test_prompts_resolve_against_the_config_folder(tmp_path, monkeypatch):
         write(sub, {"workers": [{"model": "claude:opus", "prompt": "p.md"}]}), HARNESSES
     )
     assert config.workers[0].agent.prompt_files == ((sub / "p.md").resolve(),)
+
+
+def test_limits_and_sandbox_resolve(tmp_path):
+    config = load_config(
+        write(
+            tmp_path,
+            {
+                "workers": [
+                    {"model": "claude:opus", "count": 2, "limits": {"tokens": 2000}},
+                    {"model": "codex:o3"},
+                ],
+                "limits": {"cost_usd": 5, "tokens": 2000000},
+                "sandbox": "bwrap",
+            },
+        ),
+        HARNESSES,
+    )
+    assert (config.limits.cost_usd, config.limits.tokens) == (5.0, 2000000)
+    assert config.sandbox == "bwrap"
+    assert [w.limits.tokens for w in config.workers] == [2000, 2000, None]
+    assert not config.workers[2].limits.active
+    defaults = load_config(write(tmp_path, {"workers": [{"model": "claude:opus"}]}), HARNESSES)
+    assert defaults.sandbox == "none" and not defaults.limits.active

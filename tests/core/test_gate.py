@@ -53,6 +53,34 @@ def test_every_threshold_reports_what_it_measured():
     assert checks["max_wall_time"].ok
 
 
+def test_the_spend_thresholds_report_what_was_spent():
+    facts = GateFacts(
+        merges=1,
+        completed=1,
+        errors=0,
+        rejections=0,
+        tasks_left=0,
+        workers_in_error=(),
+        wall_time_s=1.0,
+        cost_usd=5.02,
+        tokens=1_234_567,
+        calls_without_cost=2,
+    )
+    checks = evaluate(GateSection(max_cost_usd=5.0, max_tokens=2_000_000), facts)
+    assert [str(c) for c in checks] == [
+        "max_cost_usd: $5.02 (+ 2 call(s) that reported no cost) (threshold <= $5.00) FAILED",
+        "max_tokens: 1,234,567 tokens (threshold <= 2,000,000) ok",
+    ]
+
+
+def test_a_spend_gate_fails_the_run(pytester):
+    project(pytester, {**FAST, "workers": [{"model": "claude:opus", "iterations": 1}]})
+    result = pytester.runpytest("--oompa-swarm=oompa.json", "--oompa-gate=max_tokens=1")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*max_tokens: * tokens (threshold <= 1) FAILED*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
 def test_an_empty_gate_checks_nothing():
     assert not GateSection().active and evaluate(GateSection(), FACTS) == []
 
@@ -66,6 +94,7 @@ def test_an_empty_gate_checks_nothing():
             {"max_rejection_rate": 0.2, "all_tasks_complete": True},
         ),
         ("no_worker_error=false,max_wall_time=90", {"no_worker_error": False, "max_wall_time": 90}),
+        ("max_cost_usd=2.5,max_tokens=100000", {"max_cost_usd": 2.5, "max_tokens": 100000}),
     ],
 )
 def test_gate_option_parsing(text, expected):
@@ -78,6 +107,7 @@ def test_gate_option_parsing(text, expected):
         ("min_mrges=3", "unknown gate threshold 'min_mrges'"),
         ("min_merges=three", "cannot read 'three'"),
         ("all_tasks_complete=maybe", "cannot read 'maybe'"),
+        ("max_tokens=1.5", "cannot read '1.5'"),
     ],
 )
 def test_bad_gate_options_are_named(text, message):

@@ -36,7 +36,9 @@ from pytest_oompa.engine.decision import (
     release_after,
 )
 from pytest_oompa.engine.git import GitError, Worktree
+from pytest_oompa.engine.guard import Findings
 from pytest_oompa.engine.markers import DONE_SIGNAL, MERGE_SIGNAL, parse_signals
+from pytest_oompa.engine.spend import SpendMeter
 from pytest_oompa.engine.tasks import ClaimResult, CompletionReport, TaskCounts
 from pytest_oompa.engine.worker import SwarmContext, WorkerRunner
 
@@ -71,6 +73,11 @@ class Row:
     reviews: tuple[str | Failed, ...] = ()  # the reviewer's verdicts, round by round
     fixes: tuple[Failed | None, ...] = ()  # None: the fix call succeeded
     merge_error: str | None = None
+    # the call (by step: "call", "review", "fix") after which the guard found a breach
+    breach_after: str | None = None
+
+
+BREACH = "wrote outside its worktree: a.txt (moved to stray/w0-i1-worker-1/)"
 
 
 def play(row: Row) -> tuple[list[Step], Ending]:
@@ -107,6 +114,8 @@ def play(row: Row) -> tuple[list[Step], Ending]:
                 facts = dataclasses.replace(facts, merge_error=row.merge_error)
             else:
                 facts = dataclasses.replace(facts, merged_commit="c0ffee")
+        if step.value == row.breach_after:
+            facts = dataclasses.replace(facts, breach=BREACH)
     return steps, step
 
 
@@ -172,6 +181,18 @@ ROWS = [
         **reviewed(N, N)),
     Row("approved, merge fails", MERGE, "call inspect review merge", ER,
         "merge into main failed, aborted: CONFLICT", merge_error="CONFLICT", **reviewed(A)),
+    # what the agent did outside its worktree (engine/guard.py): an error at any step
+    Row("wrote outside, then merge", MERGE, "call", ER, "wrote outside its worktree: a.txt",
+        breach_after="call"),
+    Row("wrote outside, claim", "CLAIM(t1)", "call", ER, "wrote outside", breach_after="call"),
+    Row("wrote outside, no signal", "still on it", "call", ER, "wrote outside",
+        breach_after="call"),
+    Row("wrote outside, and failed", Failed("exit code 2"), "call", ER, "wrote outside",
+        breach_after="call"),
+    Row("reviewer wrote outside", MERGE, "call inspect review", ER, "wrote outside",
+        breach_after="review", **reviewed(A)),
+    Row("fix wrote outside", MERGE, "call inspect review fix", ER, "wrote outside",
+        breach_after="fix", **reviewed(N, A)),
 ]
 # fmt: on
 
@@ -303,6 +324,7 @@ class StubCaller:
     """A harness caller that plays a script; no process."""
 
     default_timeout: float | None = None
+    spend = SpendMeter()  # no limits: never refuses
 
     def __init__(self, *answers: Answer) -> None:
         self.answers = list(answers)
@@ -318,6 +340,7 @@ class StubCaller:
         session: Any,
         timeout: float | None = None,
         name: str | None = None,
+        worker: str | None = None,
     ) -> StubCall:
         self.seen.append(Seen(role, name or "", session, prompt))
         assert self.answers, f"unscripted {role} call"
@@ -454,6 +477,7 @@ class Swarm:
     iteration_timeout: float | None = None
     results: list[IterationResult] = field(default_factory=list)
     reviews: list[tuple[str, int, str]] = field(default_factory=list)
+    guard: Any = None
 
     def runner(self) -> WorkerRunner:
         ctx = SwarmContext(
@@ -467,6 +491,7 @@ class Swarm:
             iteration_timeout=self.iteration_timeout,
             on_review=lambda wid, n, round_: self.reviews.append((wid, n, round_.verdict)),
             on_iteration=self.results.append,
+            guard=self.guard,
         )
         agent = AgentSpec(harness="claude", model="opus")
         spec = WorkerSpec("w0", agent, iterations=self.iterations, can_plan=self.can_plan)
@@ -671,3 +696,50 @@ def test_a_stopping_swarm_abandons_the_iteration() -> None:
     assert swarm.outcomes == [Outcome.CLAIMED]  # the abandoned iteration is not reported
     assert report.interrupted and report.status is WorkerStatus.IDLE
     assert swarm.queue.pending == {"t1"} and swarm.repo.live == set()
+
+
+class StubGuard:
+    """The containment guard: charges the calls named in ``breaches`` with a breach."""
+
+    def __init__(self, breaches: dict[str, str]) -> None:
+        self.breaches = breaches
+        self.watched: list[str] = []
+        self.forgotten: list[str] = []
+
+    def begin(self, name: str, worker: str, worktree: Worktree) -> str:
+        return name
+
+    def end(self, name: str) -> Findings:
+        self.watched.append(name)
+        error = self.breaches.get(name)
+        return Findings((error,) if error else (), ("a note",) if error else ())
+
+    def forget(self, worktree: Worktree) -> None:
+        self.forgotten.append(worktree.name)
+
+    def before_merge(self) -> None:
+        pass
+
+
+def test_a_breach_ends_the_iteration_as_an_error_and_recycles_its_tasks() -> None:
+    caller = StubCaller(worker("CLAIM(t1)"), worker(MERGE), worker(MERGE))
+    guard = StubGuard({"w0-i2-worker-1": "moved main outside the merge: quarantined as x"})
+    swarm = Swarm(caller, queue=StubQueue("t1"), guard=guard)
+    swarm.runner().run()
+    assert swarm.outcomes == [Outcome.CLAIMED, Outcome.ERROR, Outcome.MERGED]
+    bad = swarm.results[1]
+    assert bad.error == "moved main outside the merge: quarantined as x"
+    assert bad.recycled == ("t1",) and "a note" in bad.notes
+    assert not any(entry.startswith("merge oompa/w0-i1") for entry in swarm.repo.log)
+    assert guard.watched == ["w0-i1-worker-1", "w0-i2-worker-1", "w0-i3-worker-1"]
+    assert guard.forgotten == ["w0-i1", "w0-i3"]
+
+
+def test_the_reviewers_call_is_watched_too() -> None:
+    caller = StubCaller(worker(MERGE), Answer("reviewer", "VERDICT: APPROVED", session=None))
+    guard = StubGuard({"w0-i1-reviewer-1": "wrote outside its worktree: a.txt"})
+    swarm = Swarm(caller, reviewer=CODEX, iterations=1, guard=guard)
+    swarm.runner().run()
+    assert swarm.outcomes == [Outcome.ERROR]
+    assert swarm.results[0].error == "wrote outside its worktree: a.txt"
+    assert "merge oompa/w0-i1" not in swarm.repo.log
