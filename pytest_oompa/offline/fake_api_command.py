@@ -68,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     api = FakeModelAPI(
         scenario, port=args.port, log_path=args.log, recorder=recorder, replayer=replayer
     )
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    # Before the address is announced: whoever reads it may signal us at once.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     try:
         api.start()
     except OSError as exc:
@@ -77,13 +85,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.home:
         for key, value in sorted(api.environment(Path(args.home)).items()):
             print(f"export {key}={shlex.quote(value)}", flush=True)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, on_signal)
     try:
         while not stop.wait(0.5):
             pass
