@@ -4,7 +4,8 @@ A scenario step (or the built-in agent, when no step applies) says what to write
 commit, which task to move or create and what to reply; ``perform`` does it through a ``Turn``,
 which refuses every side effect when the CLI was started without its auto-approve flag, as a
 real agent would be refused its tools. The reply text carries the signals the engine reads
-(``CLAIM(...)``, ``COMPLETE_AND_READY_FOR_MERGE``, ``__DONE__``, ``VERDICT: ...``).
+(``CLAIM(...)``, ``COMPLETE_AND_READY_FOR_MERGE``, ``__DONE__``, ``VERDICT: ...``, and oompa
+0.7.3's ``NEEDS_FOLLOWUP: reason``, which opens the reply as upstream asks of an agent).
 """
 
 from __future__ import annotations
@@ -242,6 +243,10 @@ def perform(run: Run, step: dict | None, turn: Turn) -> str:
     if step.get("delay"):
         time.sleep(float(step["delay"]))
     parts = []
+    followup = step.get("needs_followup", False)
+    if followup is not False:
+        reason = "" if followup is True else template(str(followup), run).strip()
+        parts.append("NEEDS_FOLLOWUP" + (f": {reason}" if reason else ""))
     if step.get("say"):
         parts.append(template(str(step["say"]), run))
     if step.get("builtin"):

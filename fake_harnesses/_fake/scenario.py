@@ -27,6 +27,7 @@ STEP_FIELDS = frozenset(
         "commit",
         "merge",
         "done",
+        "needs_followup",
         "verdict",
         "exit",
         "stderr",
@@ -146,6 +147,7 @@ def validate_scenario(data: object, where: str) -> None:
             "move_task": (dict, list),
             "claim": (str, list),
             "commit": (bool, str),
+            "needs_followup": (bool, str),
             "delay": (int, float),
             "exit": int,
         }

@@ -5,6 +5,13 @@ reported with the JSON path of the field and what was expected, all at once, bef
 runs. The validated file is then *resolved* into frozen specs the engine uses: worker ids
 assigned (``count`` expanded), model strings split into harness/model/reasoning, prompt files
 read (paths relative to the config file's folder).
+
+A worker speaks one of two oompa versions, chosen by its keys rather than by a version field,
+so that a file written for either oompa reads as its author meant: ``iterations`` (oompa 0.7.0,
+one item per iteration, and what a worker with neither kind of key gets) or ``max_cycle`` and
+its limits (oompa 0.7.3's cycles of attempts). Giving both in one worker is an error rather
+than a silent choice. The engine does not run cycles yet; ``engine_gaps`` names what a config
+asks of it beyond 0.7.0 iterations, so that the run refuses it instead of running it as 0.7.0.
 """
 
 from __future__ import annotations
@@ -36,10 +43,12 @@ DEFAULT_HARNESS = "codex"  # oompa's rule: a model string with no known harness 
 class ConfigError(Exception):
     """A config file that cannot be used; ``problems`` holds (json path, message) pairs."""
 
+    headline = "invalid swarm config"
+
     def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
         self.source = source
         self.problems = problems
-        lines = [f"{source}: invalid swarm config ({len(problems)} problem(s)):"]
+        lines = [f"{source}: {self.headline} ({len(problems)} problem(s)):"]
         lines += [f"  {where or '<root>'}: {message}" for where, message in problems]
         super().__init__("\n".join(lines))
 
@@ -125,12 +134,56 @@ class LimitsSection(_Section):
         return self.cost_usd is not None or self.tokens is not None
 
 
+# oompa 0.7.3's worker keys: any one of them makes the worker a 0.7.3 one (cycles).
+CYCLE_KEYS = ("max_cycle", "max_resumes", "max_needs_followups", "max_wait_for_tasks")
+WorkerMode = Literal["0.7.0", "0.7.3"]
+
+
 class WorkerSection(_AgentSection):
-    iterations: int = Field(default=10, ge=1)
+    iterations: int = Field(default=10, ge=1)  # 0.7.0: one item per iteration
+    # 0.7.3, upstream's defaults: cycles to complete (one item each), attempts in one cycle,
+    # NEEDS_FOLLOWUP continuations in one cycle, seconds an executor waits for work.
+    max_cycle: int = Field(default=10, ge=1)
+    max_resumes: int = Field(default=7, ge=1)
+    max_needs_followups: int = Field(default=1, ge=0)
+    max_wait_for_tasks: float = Field(default=600, ge=0)
     count: int = Field(default=1, ge=1)
     can_plan: bool = True
     wait_between: float = Field(default=0, ge=0)
     limits: LimitsSection = Field(default_factory=LimitsSection)  # each worker's own
+
+    @property
+    def mode(self) -> WorkerMode:
+        return "0.7.3" if self.model_fields_set.intersection(CYCLE_KEYS) else "0.7.0"
+
+
+def _mode_problems(data: Any) -> list[tuple[str, str]]:
+    """Workers that ask for both versions at once. Read from the file's data, not the
+    validated sections, so that they are reported with every other problem of the file."""
+    workers = data.get("workers") if isinstance(data, dict) else None
+    problems = []
+    for i, worker in enumerate(workers if isinstance(workers, list) else []):
+        if not isinstance(worker, dict) or "iterations" not in worker:
+            continue
+        if "max_cycle" in worker:
+            problems.append(
+                (
+                    f"workers[{i}]",
+                    "iterations and max_cycle exclude each other: iterations is oompa 0.7.0's "
+                    "(one item per iteration), max_cycle is oompa 0.7.3's (one item per cycle of "
+                    "up to max_resumes attempts); give one of them",
+                )
+            )
+        for key in CYCLE_KEYS[1:]:
+            if key in worker:
+                problems.append(
+                    (
+                        f"workers[{i}].{key}",
+                        f"{key} is an oompa 0.7.3 cycle limit and this worker gives iterations "
+                        "(oompa 0.7.0, no cycles): drop one of them",
+                    )
+                )
+    return problems
 
 
 class ReviewerSection(_AgentSection):
@@ -222,6 +275,9 @@ class SwarmFileSection(_Section):
     env: EnvSection = Field(default_factory=EnvSection)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     sandbox: Sandbox = "none"
+    # oompa 0.7.3: merge main into the branch (the agent resolving conflicts) before the merge.
+    # None: each worker's mode decides (on for 0.7.3 workers, off for 0.7.0 ones, as today).
+    sync_before_merge: bool | None = None
 
     _outcomes = field_validator("outcomes")(check_outcomes)
 
@@ -259,13 +315,36 @@ class AgentSpec:
 
 
 @dataclass(frozen=True)
+class CycleLimits:
+    """An oompa 0.7.3 worker's limits, upstream's defaults (SPEC-upstream-0.7.3.md)."""
+
+    max_cycle: int = 10  # cycles (units of work ending in a terminal outcome) to complete
+    max_resumes: int = 7  # attempts one cycle may take
+    max_needs_followups: int = 1  # NEEDS_FOLLOWUP continuations one cycle allows
+    max_wait_for_tasks: float = 600  # seconds an executor waits for work
+
+
+@dataclass(frozen=True)
 class WorkerSpec:
+    """One worker as the engine runs it.
+
+    ``mode`` says which oompa it follows: "0.7.0" runs ``iterations`` iterations; "0.7.3"
+    runs ``cycles.max_cycle`` cycles and has no iterations (``iterations`` is 0, so that
+    nothing counting iterations runs it as a 0.7.0 worker). ``cycles`` holds upstream's
+    defaults for a 0.7.0 worker, unused. ``section`` is the index of the worker's entry in
+    the file's ``workers`` list (the copies of a ``count`` share it), for messages.
+    """
+
     id: str
     agent: AgentSpec
     iterations: int = 10
     can_plan: bool = True
     wait_between: float = 0
     limits: LimitsSection = field(default_factory=LimitsSection)
+    mode: WorkerMode = "0.7.0"
+    cycles: CycleLimits = field(default_factory=CycleLimits)
+    sync_before_merge: bool = False
+    section: int = 0
 
 
 @dataclass(frozen=True)
@@ -343,16 +422,20 @@ def _section_fields(loc_parent: str) -> list[str] | None:
 
 
 def validate_file(data: Any, source: str, harnesses: Collection[str]) -> SwarmFileSection:
+    problems = []
+    parsed = None
     try:
-        return SwarmFileSection.model_validate(data, context={"harnesses": tuple(harnesses)})
+        parsed = SwarmFileSection.model_validate(data, context={"harnesses": tuple(harnesses)})
     except ValidationError as exc:
-        problems = []
         for err in exc.errors():
             where = json_path(err["loc"])
             parent = json_path(err["loc"][:-1])
             fields = _section_fields(parent) or []
             problems.append((where, _describe(err, {parent: fields})))
-        raise ConfigError(source, problems) from None
+    problems += _mode_problems(data)
+    if problems or parsed is None:
+        raise ConfigError(source, problems)
+    return parsed
 
 
 def _read_prompt(base: Path, rel: str) -> tuple[Path, str | None, str | None]:
@@ -421,15 +504,26 @@ def resolve(data: Any, path: Path, harnesses: Collection[str]) -> SwarmConfig:
     workers: list[WorkerSpec] = []
     for i, section in enumerate(parsed.workers):
         agent = _resolve_agent(section, f"workers[{i}]", base, harnesses, problems)
+        mode = section.mode
+        sync = parsed.sync_before_merge
         for _ in range(section.count):
             workers.append(
                 WorkerSpec(
                     id=f"w{len(workers)}",
                     agent=agent,
-                    iterations=section.iterations,
+                    iterations=section.iterations if mode == "0.7.0" else 0,
                     can_plan=section.can_plan,
                     wait_between=section.wait_between,
                     limits=section.limits,
+                    mode=mode,
+                    cycles=CycleLimits(
+                        max_cycle=section.max_cycle,
+                        max_resumes=section.max_resumes,
+                        max_needs_followups=section.max_needs_followups,
+                        max_wait_for_tasks=section.max_wait_for_tasks,
+                    ),
+                    sync_before_merge=(mode == "0.7.3") if sync is None else sync,
+                    section=i,
                 )
             )
     reviewer = None
@@ -469,6 +563,46 @@ def resolve(data: Any, path: Path, harnesses: Collection[str]) -> SwarmConfig:
         sandbox=parsed.sandbox,
         raw=data,
     )
+
+
+class EngineGap(ConfigError):
+    """A valid config that asks for what the engine does not do yet."""
+
+    headline = "swarm config asks for what the engine cannot run yet"
+
+
+CYCLES_NOT_RUN = (
+    "max_cycle (oompa 0.7.3 cycles) is accepted by the config but the engine does not run "
+    "cycles yet; give iterations (oompa 0.7.0) for now"
+)
+SYNC_NOT_RUN = (
+    "sync_before_merge is accepted by the config but the engine does not sync before the "
+    "merge yet; leave it out or set it to false for now"
+)
+
+
+def engine_gaps(config: SwarmConfig) -> list[tuple[str, str]]:
+    """What ``config`` asks of the engine beyond oompa 0.7.0 iterations, as (json path,
+    message) pairs: a run must refuse these rather than run the workers as 0.7.0 ones.
+    Temporary: each goes when the engine does what it names."""
+    gaps: list[tuple[str, str]] = []
+    for worker in config.workers:
+        if worker.mode == "0.7.3":
+            gap = (f"workers[{worker.section}]", CYCLES_NOT_RUN)
+        elif worker.sync_before_merge:
+            gap = ("sync_before_merge", SYNC_NOT_RUN)
+        else:
+            continue
+        if gap not in gaps:
+            gaps.append(gap)
+    return gaps
+
+
+def refuse_engine_gaps(config: SwarmConfig) -> None:
+    """Raise ``EngineGap`` (a ``ConfigError``) when ``engine_gaps`` finds any."""
+    gaps = engine_gaps(config)
+    if gaps:
+        raise EngineGap(str(config.path), gaps)
 
 
 def load_config(path: Path, harnesses: Collection[str]) -> SwarmConfig:

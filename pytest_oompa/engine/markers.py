@@ -1,8 +1,14 @@
-"""What an agent's reply says: CLAIM(ids), the merge signal, __DONE__, a reviewer verdict.
+"""What an agent's reply says: CLAIM(ids), the merge signal, __DONE__, NEEDS_FOLLOWUP (oompa
+0.7.3) with its reason, a reviewer verdict.
 
 Signals are read from the reply text the harness parser extracted (never from stderr). Task ids
 in a CLAIM are untrusted: the ones that are not valid ids are kept apart as ``invalid`` and are
 never used as paths.
+
+NEEDS_FOLLOWUP opens the reply. Read as upstream reads it (anywhere in the text), an agent that
+quotes its instructions ("do not output NEEDS_FOLLOWUP again ...") would ask for a follow-up;
+so it counts only at the start of a line, after markdown decoration, as a VERDICT line does,
+which also keeps a reply that explains itself first ("I tried X.\nNEEDS_FOLLOWUP: ...").
 """
 
 from __future__ import annotations
@@ -14,12 +20,17 @@ from pytest_oompa.engine.tasks import valid_task_id
 
 MERGE_SIGNAL = "COMPLETE_AND_READY_FOR_MERGE"
 DONE_SIGNAL = "__DONE__"
+FOLLOWUP_SIGNAL = "NEEDS_FOLLOWUP"
 MAX_CLAIM_IDS = 100  # a reply asking for more is cut here; the rest count as invalid
+MAX_REASON_CHARS = 500  # a short reason: it goes into the follow-up prompt and the records
 
 _CLAIM = re.compile(r"CLAIM\(([^)]*)\)")
 _VERDICT_LINE = re.compile(r"^\W*VERDICT:\s*(APPROVED|NEEDS_CHANGES|REJECTED)\b", re.MULTILINE)
 _BARE_APPROVED = re.compile(r"\bAPPROVED\b")
 _BARE_REJECTED = re.compile(r"\bREJECTED\b")
+# At the start of a line, after decoration such as "**", "> ", "- " or "## "; the reason is what
+# follows the separator (":", "-", ".", en or em dash), on that line and the next ones.
+_FOLLOWUP = re.compile(r"^[^\w\n]*NEEDS_FOLLOWUP\b[*`]*[ \t:.\-\u2013\u2014]*", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -28,6 +39,19 @@ class Signals:
     invalid_claims: tuple[str, ...] = ()
     merge: bool = False
     done: bool = False
+    needs_followup: bool = False
+    followup_reason: str = ""  # what the agent said after NEEDS_FOLLOWUP; may be empty
+
+
+def followup_reason(text: str) -> str | None:
+    """The reason after the first NEEDS_FOLLOWUP that opens a line; None: no such signal."""
+    match = _FOLLOWUP.search(text)
+    if match is None:
+        return None
+    reason = text[match.end() :].strip()
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1].rstrip() + "…"
+    return reason
 
 
 def parse_signals(text: str) -> Signals:
@@ -42,11 +66,14 @@ def parse_signals(text: str) -> Signals:
                 claims.append(task_id)
             elif task_id not in invalid:
                 invalid.append(task_id)
+    reason = followup_reason(text)
     return Signals(
         claims=tuple(claims),
         invalid_claims=tuple(invalid),
         merge=MERGE_SIGNAL in text,
         done=DONE_SIGNAL in text,
+        needs_followup=reason is not None,
+        followup_reason=reason or "",
     )
 
 

@@ -3,7 +3,12 @@ dashboards (and the fake harnesses) can tell whose call it is.
 
 Some sentences are markers other code relies on: the reviewer prompt carries the required
 ``VERDICT:`` lines and the fix prompt ends with "Fix these issues." (the fake harnesses infer
-the role from them); change them together with ``fake_harnesses/_fake/scenario.py``.
+the role from them); change them together with ``fake_harnesses/_fake/scenario.py``. The
+follow-up prompt has neither: the fakes take it for the worker's next turn, which it is.
+
+The follow-up after NEEDS_FOLLOWUP is oompa 0.7.3's text (its ``build-needs-followup-prompt``),
+with our tag and our task status block, so that an agent reads the same instructions under
+either orchestrator.
 """
 
 from __future__ import annotations
@@ -55,6 +60,30 @@ def claim_results(swarm_id: str, worker_id: str, result: ClaimResult, status: st
         body.append(line("Refused (not a valid task id)", result.invalid))
     body += ["", f"## Task status\n{status}", "", "Continue with the tasks you claimed."]
     return tag(swarm_id, worker_id) + "\n".join(body)
+
+
+def needs_followup(
+    swarm_id: str, worker_id: str, held: Sequence[str], reason: str, status: str
+) -> str:
+    """The next attempt's prompt after a reply that opened with NEEDS_FOLLOWUP: the worker
+    keeps the tasks it holds (``held``) and is asked to finish a mergeable change in the same
+    cycle; ``reason`` is what it said after the signal (``Signals.followup_reason``)."""
+    if held:
+        owned = f"You still own these claimed tasks: {', '.join(sorted(held))}\n\n"
+    else:
+        owned = "You do not currently own any claimed tasks.\n\n"
+    explanation = f"Your previous explanation:\n{reason.strip()}\n\n" if reason.strip() else ""
+    return tag(swarm_id, worker_id) + (
+        "## NEEDS_FOLLOWUP Follow-up\n\n"
+        + owned
+        + "Continue the SAME cycle and finish a merge-ready artifact.\n"
+        "Do not output NEEDS_FOLLOWUP again unless you are still blocked after this follow-up.\n"
+        "Prefer the smallest useful diff. If scope is too large, create concrete follow-up "
+        "tasks in the pending queue and still ship the artifact you have.\n\n"
+        + explanation
+        + f"## Task status\n{status}\n\n"
+        "When ready, signal COMPLETE_AND_READY_FOR_MERGE."
+    )
 
 
 def review(

@@ -3,6 +3,12 @@
 ``Swarm`` is the engine's entry point and knows nothing of pytest: the plugin, the
 ``oompa_swarm`` fixture and plain scripts all drive it the same way, and observe it through a
 ``SwarmListener``. Workers are threads (their work is subprocesses, which release the GIL).
+
+Besides the 0.7.0 artifacts, the swarm records the moments a dashboard needs to show a run live
+(oompa 0.7.3's event files, through the recorder): ``started.json`` as soon as the run is
+tracked, ``workers/{id}.json`` when an iteration starts and when a worker ends, a cycle file at
+each iteration's end, ``stopped.json`` when the run's end is recorded. A process attached to a
+run another process prepared (pytest-xdist's nodes) writes only its own workers' files.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_oompa.core import paths
-from pytest_oompa.core.config import SwarmConfig
+from pytest_oompa.core.config import SwarmConfig, WorkerSpec
 from pytest_oompa.core.gate import Check, GateFacts, GateSection
 from pytest_oompa.core.gate import evaluate as evaluate_gate
 from pytest_oompa.core.gate import passed as gate_passed
@@ -57,6 +63,7 @@ from pytest_oompa.runs.tracking import (
     RunTracker,
     seconds_between,
     status_for_exit,
+    stop_reason,
 )
 
 WORKTREE_PATTERN = "/.w*-i*/"
@@ -64,6 +71,25 @@ WORKTREE_PATTERN = "/.w*-i*/"
 
 def new_swarm_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+class _AnnouncedRunner(WorkerRunner):
+    """A worker whose iterations say when they start (``workers/{id}.json`` reads running from
+    then on); the runner itself only reports their ends."""
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        ctx: SwarmContext,
+        limit: int | None,
+        on_start: Callable[[str, int], object],
+    ) -> None:
+        super().__init__(spec, ctx, limit)
+        self._on_start = on_start
+
+    def iteration(self, n: int) -> IterationResult:
+        self._on_start(self.id, n)
+        return super().iteration(n)
 
 
 class SwarmListener:
@@ -208,7 +234,12 @@ class Swarm:
     def workers_to_run(self) -> list[WorkerRunner]:
         limits = self.options.limits
         return [
-            WorkerRunner(spec, self._context(), limits[spec.id] if limits is not None else None)
+            _AnnouncedRunner(
+                spec,
+                self._context(),
+                limits[spec.id] if limits is not None else None,
+                self.recorder.cycle_started,
+            )
             for spec in self.config.workers
             if limits is None or spec.id in limits
         ]
@@ -256,6 +287,8 @@ class Swarm:
         self.guard.start()
         self.tracker.start(self.result.started_at, self.result.main_before)
         try:
+            # From now on dashboards list the run, live while this process is (its pid).
+            self.recorder.started()
             self._prepare_tracked()
         except PreflightError:
             raise  # recorded by whoever ends the session, with its exit status
@@ -357,7 +390,7 @@ class Swarm:
             errors=sum(w.metrics.errors for w in reports),
             rejections=sum(w.metrics.rejections for w in reports),
         )
-        self.tracker.finish(
+        ended = self.tracker.finish(
             status=status,
             exit_status=exit_status,
             main_after=r.main_after or None,
@@ -365,11 +398,27 @@ class Swarm:
             errors=r.preflight_problems + r.errors,
             gate=r.gate,
         )
+        if ended:  # once, with the index: dashboards see the run end when the index does
+            self._record_stop(status, exit_status)
         if self.tracker.started:
             try:  # after finish(), so the report shows the final status
                 write_report(self.run_dir)
             except Exception as exc:
                 self._engine_error("writing report.html", exc)
+
+    def _record_stop(self, status: str, exit_status: int | None) -> None:
+        """``stopped.json``: how the run ended, in oompa 0.7.3's three words."""
+        r = self.result
+        causes = [*r.preflight_problems, *r.errors, *r.spend_limits_reached]
+        if r.timed_out:
+            causes.append(r.timed_out)
+        elif r.interrupted and status != "interrupted":  # -x, --maxfail, a failing session
+            causes.append("the swarm was stopped before its workers finished")
+        reason, error = stop_reason(status, exit_status, causes)
+        try:
+            self.recorder.stopped(reason, error)
+        except Exception as exc:
+            self._engine_error("writing stopped.json", exc)
 
     def run(self) -> SwarmResult:
         """prepare + start + wait + finalize; Ctrl-C stops the swarm cleanly, then propagates."""
@@ -454,6 +503,10 @@ class Swarm:
             runner.status = WorkerStatus.ERROR
             runner.stop_reason = f"worker {runner.id} crashed: {type(exc).__name__}: {exc}"
             report = runner.report()
+        try:
+            self.recorder.worker_stopped(report)
+        except Exception as exc:  # the worker's end must still be reported
+            self._engine_error(f"recording the end of worker {runner.id}", exc)
         with self._lock:
             self.result.workers[runner.id] = report
         self.listener.worker_finished(report)

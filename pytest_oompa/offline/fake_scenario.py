@@ -34,10 +34,11 @@ from types import ModuleType
 from typing import Any
 
 from pytest_oompa.core.paths import fake_harnesses_dir
-from pytest_oompa.engine.markers import DONE_SIGNAL, MERGE_SIGNAL
+from pytest_oompa.engine.markers import DONE_SIGNAL, FOLLOWUP_SIGNAL, MERGE_SIGNAL
 
 MERGE = MERGE_SIGNAL  # "COMPLETE_AND_READY_FOR_MERGE"
 DONE = DONE_SIGNAL  # "__DONE__"
+NEEDS_FOLLOWUP = FOLLOWUP_SIGNAL  # "NEEDS_FOLLOWUP" (oompa 0.7.3)
 ROLES = ("worker", "fix", "reviewer", "planner", "probe")
 VERDICTS = ("approved", "needs-changes", "rejected")
 FALLBACK = "default"  # a list element (or a trailing one) that falls back down the chain
@@ -50,6 +51,11 @@ class ScenarioError(ValueError):
 def claim(*task_ids: str) -> str:
     """The text of a claim signal: ``CLAIM(t1, t2)``."""
     return f"CLAIM({', '.join(task_ids)})"
+
+
+def needs_followup(reason: str = "") -> str:
+    """The text of a follow-up signal: ``NEEDS_FOLLOWUP: reason`` (it must open a line)."""
+    return NEEDS_FOLLOWUP + (f": {reason}" if reason else "")
 
 
 def verdict(value: str) -> str:
@@ -137,6 +143,11 @@ class Step:
     def done(self) -> Step:
         """Append ``__DONE__``."""
         return self._set("done", True)
+
+    def needs_followup(self, reason: str = "") -> Step:
+        """Open the reply with ``NEEDS_FOLLOWUP: reason`` (oompa 0.7.3: no mergeable change
+        this turn; the worker keeps its claims and asks for a follow-up prompt)."""
+        return self._set("needs_followup", reason if reason else True)
 
     def verdict(self, value: str) -> Step:
         """Append ``VERDICT: …`` (``approved``, ``needs-changes`` or ``rejected``)."""

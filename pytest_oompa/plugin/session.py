@@ -20,7 +20,13 @@ from typing import Any
 
 import pytest
 
-from pytest_oompa.core.config import ConfigError, SwarmConfig, load_config, parse_outcomes
+from pytest_oompa.core.config import (
+    ConfigError,
+    SwarmConfig,
+    load_config,
+    parse_outcomes,
+    refuse_engine_gaps,
+)
 from pytest_oompa.core.gate import GateSection
 from pytest_oompa.core.gate import merge as merge_gate
 from pytest_oompa.core.gate import passed as gate_passed
@@ -181,11 +187,13 @@ class SwarmSession:
     def runtestloop(self, session: pytest.Session) -> None:
         items = [i for i in session.items if isinstance(i, OompaItem)]
         run_planner = any(isinstance(i, PlannerItem) for i in items)
+        # From started.json on (written while preparing) SIGTERM must end the run cleanly: it is
+        # how dashboards stop it.
+        self.signals.running()
         swarm = self.new_swarm(self.limits(list(items)), run_planner)
         listener = self._listener
         assert listener is not None
         pending: dict[Any, OompaItem] = {item.key: item for item in items}
-        self.signals.running()
         swarm.start()
         try:
             while pending:
@@ -427,6 +435,7 @@ def start(config: pytest.Config, swarm_path: Path) -> SwarmSession:
     registry = registry_for(config)
     try:
         swarm_config = load_config(swarm_path, registry.names())
+        refuse_engine_gaps(swarm_config)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     if config.getoption("oompa_fake_harnesses"):
@@ -448,9 +457,10 @@ def start(config: pytest.Config, swarm_path: Path) -> SwarmSession:
             swarm_config = dataclasses.replace(swarm_config, outcomes=mapping)
     except ValueError as exc:
         raise pytest.UsageError(f"oompa: {exc}") from None
+    repo_root = cli_path(config, "oompa_repo") or ini_path(config, "oompa_repo")
     options = SwarmOptions(
-        runs_dir=runs_dir(config),
-        repo_root=cli_path(config, "oompa_repo") or ini_path(config, "oompa_repo"),
+        runs_dir=runs_dir(config, repo_root or swarm_config.path.parent),
+        repo_root=repo_root,
         probe=False if config.getoption("oompa_no_probe") else None,
         call_timeout=config.getoption("oompa_call_timeout"),
         gate=gate,
@@ -474,9 +484,12 @@ def start(config: pytest.Config, swarm_path: Path) -> SwarmSession:
     return session
 
 
-def runs_dir(config: pytest.Config) -> Path:
+def runs_dir(config: pytest.Config, repo: Path) -> Path:
+    """Where the run's files go: the option, the ini, env ``OOMPA_RUNS_DIR``, env ``RUNS_DIR``,
+    else ``<repo>/runs``, where oompa itself writes and dashboards (unleashd) look for a
+    project's runs, whether or not the repo is pytest's rootdir."""
     found = cli_path(config, "oompa_runs_dir") or ini_path(config, "oompa_runs_dir")
     if found:
         return found
     from_env = runs_dir_from_env()
-    return from_env.resolve() if from_env else config.rootpath / "runs"
+    return from_env.resolve() if from_env else repo.resolve() / "runs"

@@ -6,6 +6,12 @@ Status vocabulary (seed 002): ``running`` while it runs; then ``completed`` (pyt
 ``interrupted`` (SIGINT/SIGTERM: pytest exit 2), ``failed`` (any other non-zero exit). A run
 driven without pytest derives it: interrupted if stopped, failed on an engine error, a failed
 preflight or a failed iteration, completed otherwise.
+
+``stopped.json`` (oompa 0.7.3's, see :func:`stop_reason`) has only three words for the same end:
+``interrupted`` exactly when the status is, ``error`` when the run was cut short by something
+other than a signal (an engine failure, a failed preflight, the swarm timeout, a spend limit,
+``-x``), ``completed`` when every worker reached its own end, even if the run failed on its
+results (a rejected iteration, the gate): those are told by the index and summary.json.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import os
 import platform
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -31,6 +37,7 @@ from pytest_oompa.runs.index import append_metrics, update_index
 
 HEARTBEAT_SECONDS = 5.0
 INTERRUPTED_EXIT = 2  # pytest's ExitCode.INTERRUPTED (SIGINT, and SIGTERM through our handler)
+INTERNAL_EXITS = (3, 4)  # pytest's INTERNAL_ERROR and USAGE_ERROR
 
 
 def status_for_exit(exit_status: int) -> str:
@@ -52,6 +59,22 @@ def _instant(text: str) -> datetime:
 
 def seconds_between(start: str, end: str) -> float:
     return max(0.0, (_instant(end) - _instant(start)).total_seconds())
+
+
+def stop_reason(
+    status: str, exit_status: int | None, causes: Sequence[str]
+) -> tuple[str, str | None]:
+    """``stopped.json``'s (reason, error) for a run that ended with ``status`` (see the module
+    docstring); ``causes`` are what cut the run short, if anything did."""
+    if status == "interrupted":
+        return "interrupted", None
+    if status == "completed":
+        return "completed", None
+    if causes:
+        return "error", "; ".join(causes)
+    if exit_status in INTERNAL_EXITS:  # pytest itself failed (a plugin, a usage error)
+        return "error", f"pytest ended with exit status {exit_status}"
+    return "completed", None
 
 
 @dataclass
@@ -175,11 +198,12 @@ class RunTracker:
         counts: Counts,
         errors: list[str],
         gate: list[Check] | None = None,
-    ) -> None:
-        """Final metadata, heartbeat, index entry and metrics line; once per run."""
+    ) -> bool:
+        """Final metadata, heartbeat, index entry and metrics line; once per run. True when
+        this call recorded the end (not before the start, nor a second time)."""
         with self._lock:
             if self._finished or not self.started:
-                return
+                return False
             self._finished = True
         self._beat.set()
         if self._thread is not None:
@@ -217,3 +241,4 @@ class RunTracker:
                 **counts.as_dict(),
             },
         )
+        return True

@@ -6,10 +6,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_oompa.core.config import (
+    CYCLES_NOT_RUN,
     REASONING_LEVELS,
+    SYNC_NOT_RUN,
     ConfigError,
+    CycleLimits,
+    EngineGap,
+    engine_gaps,
     load_config,
     parse_model,
+    refuse_engine_gaps,
 )
 
 HARNESSES = ("claude", "codex", "opencode", "gemini")
@@ -267,3 +273,149 @@ def test_limits_and_sandbox_resolve(tmp_path):
     assert not config.workers[2].limits.active
     defaults = load_config(write(tmp_path, {"workers": [{"model": "claude:opus"}]}), HARNESSES)
     assert defaults.sandbox == "none" and not defaults.limits.active
+
+
+# -- oompa 0.7.0 iterations and oompa 0.7.3 cycles ---------------------------------------------
+
+
+def test_a_config_written_for_oompa_0_7_3_is_accepted(tmp_path):
+    config = load_config(
+        write(tmp_path, {"workers": [{"model": "claude:opus", "max_cycle": 5}]}), HARNESSES
+    )
+    (w0,) = config.workers
+    assert w0.mode == "0.7.3"
+    assert w0.cycles == CycleLimits(
+        max_cycle=5, max_resumes=7, max_needs_followups=1, max_wait_for_tasks=600
+    )
+    assert w0.iterations == 0  # nothing counting iterations can run it as a 0.7.0 worker
+    assert w0.sync_before_merge  # on by default in 0.7.3 mode
+
+
+def test_a_worker_with_neither_key_stays_an_oompa_0_7_0_worker(tmp_path):
+    config = load_config(write(tmp_path, {"workers": [{"model": "claude:opus"}]}), HARNESSES)
+    (w0,) = config.workers
+    assert (w0.mode, w0.iterations, w0.sync_before_merge) == ("0.7.0", 10, False)
+    assert engine_gaps(config) == []
+
+
+def test_every_0_7_3_key_resolves_and_any_one_makes_a_0_7_3_worker(tmp_path):
+    config = load_config(
+        write(
+            tmp_path,
+            {
+                "workers": [
+                    {
+                        "model": "claude:opus",
+                        "max_cycle": 3,
+                        "max_resumes": 2,
+                        "max_needs_followups": 0,
+                        "max_wait_for_tasks": 30,
+                        "count": 2,
+                    },
+                    {"model": "codex:o3", "max_resumes": 4},
+                    {"model": "codex:o3", "iterations": 4},
+                ],
+                "sync_before_merge": False,
+            },
+        ),
+        HARNESSES,
+    )
+    w0, w1, w2, w3 = config.workers
+    assert w0.cycles == w1.cycles == CycleLimits(3, 2, 0, 30.0)
+    assert (w2.mode, w2.cycles) == ("0.7.3", CycleLimits(max_resumes=4))
+    assert (w3.mode, w3.iterations) == ("0.7.0", 4)
+    assert [w.section for w in config.workers] == [0, 0, 1, 2]
+    assert not any(w.sync_before_merge for w in config.workers)  # the file's false wins
+
+
+def test_sync_before_merge_given_applies_to_0_7_0_workers_too(tmp_path):
+    data = {"workers": [{"model": "claude:opus", "iterations": 2}], "sync_before_merge": True}
+    assert load_config(write(tmp_path, data), HARNESSES).workers[0].sync_before_merge
+
+
+BOTH = "iterations and max_cycle exclude each other: iterations is oompa 0.7.0's"
+
+
+@pytest.mark.parametrize(
+    ("worker", "where", "says"),
+    [
+        ({"iterations": 5, "max_cycle": 5}, "workers[0]", BOTH),
+        ({"iterations": 5, "max_resumes": 2}, "workers[0].max_resumes", "0.7.3 cycle limit"),
+        ({"iterations": 5, "max_wait_for_tasks": 1}, "workers[0].max_wait_for_tasks", "0.7.0"),
+        ({"max_cycle": 0}, "workers[0].max_cycle", "greater than or equal to 1"),
+        ({"max_cycle": "5"}, "workers[0].max_cycle", "valid integer"),
+        ({"max_resumes": 0}, "workers[0].max_resumes", "greater than or equal to 1"),
+        ({"max_needs_followups": -1}, "workers[0].max_needs_followups", ">= 0"),
+        ({"max_needs_followups": True}, "workers[0].max_needs_followups", "valid integer"),
+        ({"max_wait_for_tasks": -1}, "workers[0].max_wait_for_tasks", ">= 0"),
+        ({"max_cycles": 5}, "workers[0].max_cycles", "unknown field; expected one of: model"),
+    ],
+)
+def test_broken_0_7_3_workers_name_the_field(tmp_path, worker, where, says):
+    found = problems(tmp_path, {"workers": [{"model": "claude:opus", **worker}]})
+    assert where in found, found
+    assert says.replace(">= ", "greater than or equal to ") in found[where]
+
+
+def test_an_unknown_worker_key_lists_the_0_7_3_keys(tmp_path):
+    found = problems(tmp_path, {"workers": [{"model": "claude:opus", "max_cycles": 5}]})
+    for key in ("iterations", "max_cycle", "max_resumes", "max_needs_followups"):
+        assert key in found["workers[0].max_cycles"]
+
+
+def test_sync_before_merge_is_a_boolean(tmp_path):
+    data = {"workers": [{"model": "claude:opus"}], "sync_before_merge": "yes"}
+    assert "valid boolean" in problems(tmp_path, data)["sync_before_merge"]
+
+
+def test_both_versions_in_one_worker_are_reported_with_every_other_problem(tmp_path):
+    found = problems(
+        tmp_path,
+        {
+            "workers": [
+                {"model": "claude:opus", "iterations": 2, "max_cycle": 3, "colour": "red"},
+                {"model": "codex:o3", "max_cycle": 0},
+            ],
+            "sync_before_merge": 1,
+        },
+    )
+    assert set(found) == {
+        "workers[0]",
+        "workers[0].colour",
+        "workers[1].max_cycle",
+        "sync_before_merge",
+    }
+    assert found["workers[0]"].startswith(BOTH)
+
+
+def test_what_the_engine_cannot_run_yet_is_refused_with_the_json_path(tmp_path):
+    config = load_config(
+        write(
+            tmp_path,
+            {
+                "workers": [
+                    {"model": "claude:opus", "iterations": 2},
+                    {"model": "codex:o3", "max_cycle": 3, "count": 2},
+                ]
+            },
+        ),
+        HARNESSES,
+    )
+    assert engine_gaps(config) == [("workers[1]", CYCLES_NOT_RUN)]  # once for the two copies
+    assert CYCLES_NOT_RUN.startswith(
+        "max_cycle (oompa 0.7.3 cycles) is accepted by the config but the engine does not run "
+        "cycles yet"
+    )
+    with pytest.raises(EngineGap) as info:
+        refuse_engine_gaps(config)
+    assert isinstance(info.value, ConfigError)  # a usage error wherever a config error is one
+    assert "asks for what the engine cannot run yet (1 problem(s)):" in str(info.value)
+    assert f"  workers[1]: {CYCLES_NOT_RUN}" in str(info.value)
+
+
+def test_sync_before_merge_on_a_0_7_0_worker_is_refused_until_the_engine_syncs(tmp_path):
+    data = {"workers": [{"model": "claude:opus"}], "sync_before_merge": True}
+    config = load_config(write(tmp_path, data), HARNESSES)
+    assert engine_gaps(config) == [("sync_before_merge", SYNC_NOT_RUN)]
+    data["sync_before_merge"] = False
+    refuse_engine_gaps(load_config(write(tmp_path, data), HARNESSES))  # today's behaviour

@@ -337,7 +337,8 @@ def test_the_report_and_the_summary_name_what_was_killed(pytester, tmp_path, cle
         result.stdout.fnmatch_lines([line])
     assert not any(alive(p) for p in cleanup)
     assert marked(where=str(pytester.path)) == []
-    (run_dir,) = (p for p in (pytester.path / "runs").iterdir() if p.is_dir())
+    # The repo is not the rootdir: its runs go to <repo>/runs, where dashboards look.
+    (run_dir,) = (p for p in (repo.path / "runs").iterdir() if p.is_dir())
     assert repo.status() == []
     assert_run_valid(run_dir)
 

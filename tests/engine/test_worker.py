@@ -37,13 +37,19 @@ from pytest_oompa.engine.decision import (
 )
 from pytest_oompa.engine.git import GitError, Worktree
 from pytest_oompa.engine.guard import Findings
-from pytest_oompa.engine.markers import DONE_SIGNAL, MERGE_SIGNAL, parse_signals
+from pytest_oompa.engine.markers import (
+    DONE_SIGNAL,
+    FOLLOWUP_SIGNAL,
+    MERGE_SIGNAL,
+    parse_signals,
+)
 from pytest_oompa.engine.spend import SpendMeter
 from pytest_oompa.engine.tasks import ClaimResult, CompletionReport, TaskCounts
 from pytest_oompa.engine.worker import SwarmContext, WorkerRunner
 
 MERGE = MERGE_SIGNAL
 DONE = DONE_SIGNAL
+FOLLOWUP = FOLLOWUP_SIGNAL
 REJECTED = "rejected"
 
 # -- the decision, as a table ------------------------------------------------------------------
@@ -144,10 +150,15 @@ ROWS = [
     Row("done, planner", DONE, "call", DN),
     Row("done, executor", DONE, "call", XD, can_plan=False),
     Row("claim and done, executor", f"CLAIM(t1) {DONE}", "call", XD, can_plan=False),
+    # oompa 0.7.3's NEEDS_FOLLOWUP: in 0.7.0 mode alone it is no signal; others win, as upstream
+    Row("needs followup (0.7.0: no signal)", f"{FOLLOWUP}: needs the db schema", "call", WO),
+    Row("needs followup and claim", f"{FOLLOWUP}: blocked\nCLAIM(t1)", "call", CL),
+    Row("needs followup and done", f"{FOLLOWUP}: nothing left\n{DONE}", "call", DN),
     # what there is to merge
     Row("merge", MERGE, "call inspect merge", MG),
     Row("claim and merge", f"CLAIM(t1) {MERGE}", "call inspect merge", MG),
     Row("merge and done", f"{MERGE} {DONE}", "call inspect merge", MG),
+    Row("needs followup and merge", f"{FOLLOWUP}: partial\n{MERGE}", "call inspect merge", MG),
     Row("nothing changed", MERGE, "call inspect count-commits", NC, files=(), ahead=0),
     Row("commits, no diff", MERGE, "call inspect count-commits merge", MG, files=()),
     Row("merge fails", MERGE, "call inspect merge", ER, "merge into main failed, aborted: CONFLICT",

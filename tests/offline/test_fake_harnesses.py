@@ -1018,3 +1018,63 @@ def test_a_shell_step_runs_in_the_working_directory_and_leaves_background_work(
         os.kill(pid, signal.SIGKILL)
     (record,) = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert record["ran"] == scenario["default"]["worker"]["shell"]
+
+
+# ------------------------------------------------------------------------------------------
+# NEEDS_FOLLOWUP (oompa 0.7.3)
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("h", HARNESSES)
+def test_a_needs_followup_step_opens_the_reply(fk: Fakes, plain: Path, h: str) -> None:
+    from pytest_oompa.engine.markers import parse_signals
+
+    step = {"needs_followup": "{worker} needs the db schema", "say": "tried twice", "claim": "t1"}
+    scn = {"default": {"worker": step}}
+    r = fk.run(fresh(h, "[oompa:s1:w4] go", plain, new_sid(h)), plain, scenario=scn)
+    assert r.returncode == 0, r.stderr
+    reply = parse(h, r.stdout)[0]
+    assert reply == "NEEDS_FOLLOWUP: w4 needs the db schema\ntried twice\nCLAIM(t1)"
+    signals = parse_signals(reply)
+    assert signals.needs_followup and signals.claims == ("t1",)
+    assert signals.followup_reason.startswith("w4 needs the db schema")
+
+
+def test_needs_followup_without_a_reason_and_the_follow_up_prompt(fk: Fakes, plain: Path) -> None:
+    """``true``: the bare signal. The follow-up prompt the engine sends next is a worker
+    call for the fakes (neither a review nor a fix), the worker's second."""
+    from pytest_oompa.engine import prompts
+
+    scn = {
+        "workers": {"w0": {"worker": [{"needs_followup": True}, {"say": "done", "merge": True}]}}
+    }
+    r = fk.run(fresh("claude", "[oompa:s1:w0] go", plain), plain, scenario=scn)
+    assert parse("claude", r.stdout)[0] == "NEEDS_FOLLOWUP"
+    follow_up = prompts.needs_followup("s1", "w0", ["t1"], "", "Pending: 0")
+    r = fk.run(fresh("claude", follow_up, plain), plain, scenario=scn)
+    assert parse("claude", r.stdout)[0] == "done\nCOMPLETE_AND_READY_FOR_MERGE"
+    assert [(e["role"], e["step"]) for e in fk.log()] == [("worker", "workers.w0.worker")] * 2
+
+
+def test_a_needs_followup_of_the_wrong_type_is_a_bad_scenario(fk: Fakes, plain: Path) -> None:
+    from pytest_oompa.offline.fake_scenario import ScenarioError, validate
+
+    scn = {"default": {"worker": {"needs_followup": 3}}}
+    r = fk.run(fresh("claude", "[oompa:s1:w0] go", plain), plain, scenario=scn)
+    assert r.returncode == 97 and "needs_followup: wrong type int" in r.stderr
+    with pytest.raises(ScenarioError, match="needs_followup"):
+        validate(scn)
+
+
+def test_the_scenario_builder_writes_needs_followup() -> None:
+    from pytest_oompa.offline.fake_scenario import NEEDS_FOLLOWUP, Scenario, needs_followup
+
+    s = Scenario()
+    s.worker("w0").on_call(1).needs_followup("too big").claims("t1")
+    s.worker("w0").on_call(2).needs_followup()
+    assert s.validate()["workers"]["w0"]["worker"][:2] == [
+        {"needs_followup": "too big", "claim": "t1"},
+        {"needs_followup": True},
+    ]
+    assert needs_followup("why") == f"{NEEDS_FOLLOWUP}: why" == "NEEDS_FOLLOWUP: why"
+    assert needs_followup() == "NEEDS_FOLLOWUP"

@@ -1,7 +1,8 @@
 """The swarm run on the xdist controller, the process you started (xdist collects nothing
 there).
 
-It holds the run: it prepares it once at session start (preflight, ``run.json``, tracking),
+It holds the run: it prepares it once at session start (preflight, ``run.json``, tracking,
+``started.json`` with this process's pid, which dashboards signal to stop the run),
 gives each node what it needs (``pytest_configure_node``), makes the scheduler, and when the
 nodes' collections are in runs the planner and reports the ``planner`` item itself. It stops
 the nodes (the ``stop`` file) on ``-x``, Ctrl-C, SIGTERM or the swarm timeout, and ends the
@@ -82,6 +83,9 @@ class Controller:
         """Preflight, run.json and tracking, once for every node."""
         state = self.state
         state.options.shared_dir = self.shared_dir
+        # This process is started.json's pid (written while preparing): SIGTERM, how dashboards
+        # stop a run, must end it cleanly from then on.
+        state.signals.running()
         try:
             state.new_swarm(None, run_planner=False)
         except BaseException as exc:
@@ -94,7 +98,6 @@ class Controller:
                     state.swarm.finalize(int(status))
             shutil.rmtree(self.shared_dir, ignore_errors=True)
             raise
-        state.signals.running()
 
     # -- xdist hooks
 
