@@ -383,20 +383,7 @@ class ArtifactStore:
     def _prepare(self, kind: str, data: Any, where: Path | None) -> tuple[str, dict[str, Any]]:
         """Serialize, re-parse and validate; return the text to write and what it parses to."""
         label = str(where) if where is not None else ""
-        if isinstance(data, Mapping) and not isinstance(data, dict):
-            data = dict(data)
-        try:
-            text = dumps_json(data)
-        except (TypeError, ValueError) as exc:
-            json_path = _unserializable_path(data) or "$"
-            raise ArtifactError(
-                f"{_describe(kind, label)} cannot be serialized at {json_path}: {exc}",
-                kind=kind,
-                where=label,
-                json_path=json_path,
-            ) from exc
-        parsed = json.loads(text)
-        validate_artifact(kind, parsed, where=label)
+        text, parsed = prepare_artifact(kind, data, where=label)
         if kind in ("run", "live-summary", "summary") and parsed["swarm-id"] != self.swarm_id:
             raise ArtifactError(
                 f"{_describe(kind, label)} is invalid at $.swarm-id: {parsed['swarm-id']!r} is not "
