@@ -40,6 +40,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_oompa.core import paths
+
 BWRAP = "bwrap"
 INSTALL_HINT = "install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap)"
 PRIVATE = Path("/tmp")  # replaced by an empty tmpfs in the sandbox
@@ -132,7 +134,27 @@ def named_paths(argv: Sequence[str], env: Mapping[str, str]) -> list[Path]:
     words = [a for a in argv if a.startswith("/") and "\n" not in a and len(a) < 4096]
     for value in env.values():
         words += [p for p in value.split(os.pathsep) if p.startswith("/") and len(p) < 4096]
+    if argv:
+        words += _script_needs(argv[0])
     return [Path(w) for w in dict.fromkeys(words) if os.path.exists(w)]
+
+
+def _script_needs(program: str) -> list[str]:
+    """What a script named as the program reads besides itself: its ``#!`` interpreter and,
+    for the bundled fakes' wrappers, the fakes' folder (a project or a virtualenv under /tmp
+    would otherwise vanish behind the private /tmp)."""
+    try:
+        with open(program, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return []
+    if not head.startswith(b"#!"):
+        return []
+    line = head[2:].split(b"\n", 1)[0].decode(errors="replace").split()
+    needs = line[:1]
+    if b"import _fake" in head:
+        needs.append(str(paths.fake_harnesses_dir()))
+    return needs
 
 
 def hidden(path: Path) -> bool:
