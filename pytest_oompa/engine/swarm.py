@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_oompa.core import paths
-from pytest_oompa.core.config import SwarmConfig, WorkerSpec
+from pytest_oompa.core.config import SwarmConfig
 from pytest_oompa.core.gate import Check, GateFacts, GateSection
 from pytest_oompa.core.gate import evaluate as evaluate_gate
 from pytest_oompa.core.gate import passed as gate_passed
@@ -71,25 +71,6 @@ WORKTREE_PATTERN = "/.w*-i*/"
 
 def new_swarm_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-class _AnnouncedRunner(WorkerRunner):
-    """A worker whose iterations say when they start (``workers/{id}.json`` reads running from
-    then on); the runner itself only reports their ends."""
-
-    def __init__(
-        self,
-        spec: WorkerSpec,
-        ctx: SwarmContext,
-        limit: int | None,
-        on_start: Callable[[str, int], object],
-    ) -> None:
-        super().__init__(spec, ctx, limit)
-        self._on_start = on_start
-
-    def iteration(self, n: int) -> IterationResult:
-        self._on_start(self.id, n)
-        return super().iteration(n)
 
 
 class SwarmListener:
@@ -234,12 +215,7 @@ class Swarm:
     def workers_to_run(self) -> list[WorkerRunner]:
         limits = self.options.limits
         return [
-            _AnnouncedRunner(
-                spec,
-                self._context(),
-                limits[spec.id] if limits is not None else None,
-                self.recorder.cycle_started,
-            )
+            WorkerRunner(spec, self._context(), limits[spec.id] if limits is not None else None)
             for spec in self.config.workers
             if limits is None or spec.id in limits
         ]
@@ -255,6 +231,7 @@ class Swarm:
             executor_wait=self.config.executor_wait,
             iteration_timeout=self.config.timeouts.iteration,
             on_review=self.recorder.review,
+            on_iteration_start=self.recorder.cycle_started,
             on_iteration=self._iteration_finished,
             guard=self.guard,
         )

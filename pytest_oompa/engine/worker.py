@@ -86,6 +86,8 @@ class SwarmContext:
     iteration_timeout: float | None = None  # all the calls of one iteration together
     on_review: Callable[[str, int, ReviewRound], Path | None] = lambda *_: None
     on_iteration: Callable[[IterationResult], None] = lambda _: None
+    # (worker id, iteration): workers/{id}.json reads running from then on
+    on_iteration_start: Callable[[str, int], object] = lambda *_: None
     guard: Guard | None = None  # None: no containment checks (unit tests with stubs)
 
 
@@ -198,6 +200,7 @@ class WorkerRunner:
     # -- one iteration -------------------------------------------------------------------------
 
     def iteration(self, n: int) -> IterationResult:
+        self.ctx.on_iteration_start(self.id, n)
         it = _Iteration(number=n, started_at=utc_now(), started=time.monotonic())
         try:
             outcome = self._iterate(it)
