@@ -2,8 +2,9 @@
 dashboards (and the fake harnesses) can tell whose call it is.
 
 Some sentences are markers other code relies on: the reviewer prompt carries the required
-``VERDICT:`` lines and the fix prompt ends with "Fix these issues." (the fake harnesses infer
-the role from them); change them together with ``fake_harnesses/_fake/scenario.py``. The
+``VERDICT:`` lines, the fix prompt ends with "Fix these issues." and the sync prompt opens with
+"Your branch cannot merge into main." (the fake harnesses infer the role from them); change them
+together with ``fake_harnesses/_fake/scenario.py``. The
 follow-up prompt has neither: the fakes take it for the worker's next turn, which it is.
 
 The follow-up after NEEDS_FOLLOWUP is oompa 0.7.3's text (its ``build-needs-followup-prompt``),
@@ -128,6 +129,31 @@ def fix(swarm_id: str, worker_id: str, feedback: Sequence[str]) -> str:
         + text
         + "\n\nCommit your fixes in this worktree. Fix these issues. "
         "Do not add anything the reviewer did not ask for."
+    )
+
+
+SYNC_MARKER = "Your branch cannot merge into main."
+
+
+def sync(
+    swarm_id: str, worker_id: str, error: str, branch_log: str, main_log: str, diff_stat: str
+) -> str:
+    """Sync before merge: main has moved and no longer merges cleanly into the worker's branch.
+    The agent gets what upstream's resolver gets (the error, its commits, main's new commits,
+    the divergence) and is asked, in its own session, to make the branch mergeable."""
+
+    def block(text: str) -> str:
+        return text.strip() or "(none)"
+
+    return tag(swarm_id, worker_id) + (
+        f"{SYNC_MARKER}\n\n"
+        f"Error:\n{block(error)}\n\n"
+        f"Your commits (not on main):\n{block(branch_log)}\n\n"
+        f"New commits on main:\n{block(main_log)}\n\n"
+        f"Divergence:\n{block(diff_stat)}\n\n"
+        "Merge main into your branch in this worktree (git merge main), resolve every "
+        "conflict, and commit the merge. Preserve YOUR changes and main's. "
+        "You have full git access."
     )
 
 
