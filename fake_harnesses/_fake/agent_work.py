@@ -6,6 +6,8 @@ which refuses every side effect when the CLI was started without its auto-approv
 real agent would be refused its tools. The reply text carries the signals the engine reads
 (``CLAIM(...)``, ``COMPLETE_AND_READY_FOR_MERGE``, ``__DONE__``, ``VERDICT: ...``, and oompa
 0.7.3's ``NEEDS_FOLLOWUP: reason``, which opens the reply as upstream asks of an agent).
+The sync role (asked to make its branch mergeable again) merges main and resolves every
+conflict by keeping both sides, unless its step says ``"resolve": false``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .invocation import Run, find_git
 from .scenario import VERDICTS
 
 GIT_IDENTITY = ("-c", "user.name=fake-agent", "-c", "user.email=fake@agent.invalid")
+MAIN = "main"  # the branch a sync call merges; the engine's sync prompt names it
 
 
 def tasks_dir(run: Run) -> str:
@@ -109,7 +112,7 @@ class Turn:
         if proc.returncode != 0:
             self.notes.append(f"fake: shell {command!r}: exit code {proc.returncode}")
 
-    def git(self, *args: str):
+    def git(self, *args: str, text: bool = True):
         import subprocess
 
         return subprocess.run(
@@ -117,7 +120,7 @@ class Turn:
             cwd=self.run.workdir,
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            text=True,
+            text=text,
         )
 
     def commit(self, message: str) -> None:
@@ -135,6 +138,90 @@ class Turn:
             self.notes.append(f"fake: git commit failed: {(c.stdout + c.stderr).strip()}")
         else:
             self.commits.append(message)
+
+    def merge_main(self) -> str:
+        """``git merge main --no-edit``; on a conflict, keep both sides of every unmerged file
+        (``union``), ``git add`` them and commit the merge. Returns the reply's sentence.
+        Whatever fails, no merge is left in progress."""
+        if not self.allowed(f"git merge {MAIN}"):
+            return f"I was not allowed to run git merge {MAIN}."
+        if find_git(self.run.workdir) is None:
+            self.notes.append("fake: git merge skipped: not a git repository")
+            return "This is not a git repository: nothing to merge."
+        before = self.git("rev-parse", "HEAD").stdout.strip()
+        merge = self.git("merge", MAIN, "--no-edit")
+        if merge.returncode == 0:
+            if self.git("rev-parse", "HEAD").stdout.strip() == before:
+                return f"{MAIN} was already merged into this branch: nothing to do."
+            self.commits.append(self.git("log", "-1", "--format=%s").stdout.strip())
+            return f"Merged {MAIN} into this branch: no conflicts."
+        unmerged = self.unmerged()
+        if not unmerged:  # refused before merging: a dirty tree, an unknown branch, ...
+            return self.give_up(f"git merge {MAIN} failed: {merge.stderr.strip()}")
+        for path, stages in sorted(unmerged.items()):
+            self.keep_both(path, stages)
+        if self.unmerged():
+            return self.give_up("some conflicts could not be resolved")
+        commit = self.git("commit", "-q", "--no-edit")
+        if commit.returncode != 0:
+            return self.give_up(f"git commit failed: {(commit.stdout + commit.stderr).strip()}")
+        self.commits.append(self.git("log", "-1", "--format=%s").stdout.strip())
+        self.written.extend(sorted(unmerged))
+        files = ", ".join(sorted(unmerged))
+        return (
+            f"Merged {MAIN} into this branch; resolved conflicts in {files} by keeping both sides."
+        )
+
+    def unmerged(self) -> dict[str, dict[int, str]]:
+        """Unmerged path -> {stage: blob} (1 the base, 2 ours, 3 theirs) from the index."""
+        out = self.git("ls-files", "-u", "-z").stdout
+        paths: dict[str, dict[int, str]] = {}
+        for entry in filter(None, out.split("\0")):
+            info, path = entry.split("\t", 1)
+            _mode, blob, stage = info.split()
+            paths.setdefault(path, {})[int(stage)] = blob
+        return paths
+
+    def keep_both(self, path: str, stages: dict[int, str]) -> None:
+        """Resolve one unmerged path: both sides' lines when both have it, else the side that
+        has it (a file deleted on one side and changed on the other is kept)."""
+        if 2 in stages and 3 in stages:
+            merged = self.union(stages.get(1), stages[2], stages[3])
+            if merged is None:  # a binary file has no lines to keep: ours wins
+                self.git("checkout", "--ours", "--", path)
+            else:
+                with open(self.path(path), "wb") as f:
+                    f.write(merged)
+            self.git("add", "--", path)
+        elif 2 in stages or 3 in stages:
+            self.git("checkout", "--ours" if 2 in stages else "--theirs", "--", path)
+            self.git("add", "--", path)
+        else:  # deleted on both sides (a rename on each): nobody has it
+            self.git("rm", "-q", "--cached", "--ignore-unmatch", "--", path)
+
+    def union(self, base: str | None, ours: str, theirs: str) -> bytes | None:
+        """The three-way merge of two blobs that keeps both sides of each conflicting hunk,
+        ours first, without markers (``git merge-file --union``); None when git cannot merge
+        them (a binary file)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="oompa-fake-merge-") as tmp:
+            names = []
+            for name, blob in (("ours", ours), ("base", base), ("theirs", theirs)):
+                data = self.git("cat-file", "blob", blob, text=False).stdout if blob else b""
+                names.append(os.path.join(tmp, name))
+                with open(names[-1], "wb") as f:
+                    f.write(data)
+            merged = self.git("merge-file", "-p", "--union", *names, text=False)
+        # merge-file exits with the number of conflicts left (none with --union), 255 on error
+        return merged.stdout if merged.returncode == 0 else None
+
+    def give_up(self, why: str) -> str:
+        """End a failed sync with the worktree as it was: abort a merge left in progress."""
+        self.notes.append(f"fake: {why}")
+        if self.git("rev-parse", "-q", "--verify", "MERGE_HEAD").returncode == 0:
+            self.git("merge", "--abort")
+        return f"I could not merge {MAIN}: {why}."
 
     def move_task(self, spec: dict) -> None:
         tid, to = str(spec.get("id", "")), str(spec.get("to", "current"))
@@ -167,6 +254,14 @@ class Turn:
         return ids
 
 
+def sync_reply(turn: Turn, resolve: bool) -> str:
+    """The sync role: make the branch mergeable into main again, or (``resolve: false``) say
+    it could not, touching nothing."""
+    if not resolve:
+        return f"I could not resolve the conflicts with {MAIN}; the branch is unchanged."
+    return turn.merge_main()
+
+
 def work_file(run: Run, suffix: str = "") -> str:
     return os.path.join("oompa-work", os.path.basename(run.workdir.rstrip("/")) + suffix + ".txt")
 
@@ -180,6 +275,8 @@ def builtin_reply(run: Run, turn: Turn) -> str:
         return "ok"
     if role == "reviewer":
         return "VERDICT: APPROVED"
+    if role == "sync":
+        return sync_reply(turn, True)
     if role == "fix":
         turn.write(work_file(run, "-fix"), f"{who} fix call {run.call} via {run.harness}\n", True)
         turn.commit(f"{who}: fix")
@@ -249,7 +346,12 @@ def perform(run: Run, step: dict | None, turn: Turn) -> str:
         parts.append("NEEDS_FOLLOWUP" + (f": {reason}" if reason else ""))
     if step.get("say"):
         parts.append(template(str(step["say"]), run))
-    if step.get("builtin"):
+    resolve = step.get("resolve")
+    if resolve is None and step.get("builtin") and run.role == "sync":
+        resolve = True  # the built-in sync agent resolves unless told not to
+    if resolve is not None:
+        parts.append(sync_reply(turn, bool(resolve)))
+    elif step.get("builtin"):
         parts.append(builtin_reply(run, turn))
     moves = step.get("move_task")
     for mv in moves if isinstance(moves, list) else [moves] if moves else []:

@@ -16,7 +16,10 @@ from .clis import CLIS
 from .errors import BadScenario
 from .invocation import Run, safe_name, state_dir
 
-ROLES = ("worker", "reviewer", "fix", "planner", "probe")
+ROLES = ("worker", "reviewer", "fix", "planner", "probe", "sync")
+# The sentence that opens the engine's sync-before-merge prompt, right after the tag
+# (``pytest_oompa.engine.prompts.SYNC_MARKER``; the fakes cannot import it).
+SYNC_MARKER = "Your branch cannot merge into main."
 STEP_FIELDS = frozenset(
     {
         "say",
@@ -39,6 +42,7 @@ STEP_FIELDS = frozenset(
         "move_task",
         "create_tasks",
         "builtin",
+        "resolve",
         "comment",
     }
 )
@@ -57,6 +61,11 @@ def infer_role(run: Run) -> None:
         run.role = "probe"
     elif run.worker == "planner":
         run.role = "planner"
+    elif prompt.startswith(SYNC_MARKER, m.end() if m else int(prompt.startswith('"'))):
+        # Only right after the tag, where the sync prompt has it: a review quotes a diff and a
+        # fix quotes feedback, either of which may hold the sentence. Checked before the fix
+        # and verdict tests: the sync prompt quotes commit subjects, which may hold either.
+        run.role = "sync"
     elif "VERDICT: APPROVED\nVERDICT: NEEDS_CHANGES\nVERDICT: REJECTED" in prompt:
         run.role = "reviewer"  # the required-verdict block that ends every review prompt
     elif "Fix these issues." in prompt:
@@ -122,9 +131,10 @@ def validate_scenario(data: object, where: str) -> None:
                 raise bad(f"{path}.{role}", f"unknown role (expected one of {', '.join(ROLES)})")
             items = steps if isinstance(steps, list) else [steps]
             for i, step in enumerate(items):
-                check_step(step, f"{path}.{role}" + (f"[{i}]" if isinstance(steps, list) else ""))
+                where = f"{path}.{role}" + (f"[{i}]" if isinstance(steps, list) else "")
+                check_step(step, where, role)
 
-    def check_step(step: object, path: str) -> None:
+    def check_step(step: object, path: str, role: str) -> None:
         if step is None or step == "default":
             return
         if not isinstance(step, dict):
@@ -150,10 +160,13 @@ def validate_scenario(data: object, where: str) -> None:
             "needs_followup": (bool, str),
             "delay": (int, float),
             "exit": int,
+            "resolve": bool,
         }
         for field, kind in types.items():
             if field in step and not isinstance(step[field], kind):
                 raise bad(f"{path}.{field}", f"wrong type {type(step[field]).__name__}")
+        if "resolve" in step and role != "sync":
+            raise bad(path + ".resolve", "only a sync step resolves a merge conflict")
         if step.get("crash"):
             import signal
 

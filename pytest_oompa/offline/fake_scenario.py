@@ -1,7 +1,7 @@
 """A small builder for the bundled fake harnesses' scenarios, as Python data.
 
 The fakes (``fake_harnesses/README.md``) read a JSON scenario: per worker, per harness or by
-default, per role (worker, fix, reviewer, planner, probe), one step or a list of steps indexed
+default, per role (worker, fix, reviewer, planner, probe, sync), one step or a list of steps indexed
 by the call number. This module builds exactly that JSON, checked by the fakes' own validator::
 
     from pytest_oompa.offline.fake_scenario import MERGE, Scenario
@@ -39,7 +39,7 @@ from pytest_oompa.engine.markers import DONE_SIGNAL, FOLLOWUP_SIGNAL, MERGE_SIGN
 MERGE = MERGE_SIGNAL  # "COMPLETE_AND_READY_FOR_MERGE"
 DONE = DONE_SIGNAL  # "__DONE__"
 NEEDS_FOLLOWUP = FOLLOWUP_SIGNAL  # "NEEDS_FOLLOWUP" (oompa 0.7.3)
-ROLES = ("worker", "fix", "reviewer", "planner", "probe")
+ROLES = ("worker", "fix", "reviewer", "planner", "probe", "sync")
 VERDICTS = ("approved", "needs-changes", "rejected")
 FALLBACK = "default"  # a list element (or a trailing one) that falls back down the chain
 
@@ -157,6 +157,13 @@ class Step:
     def builtin(self) -> Step:
         """Also do what the fake's built-in agent does for the role (after ``says``)."""
         return self._set("builtin", True)
+
+    def resolves(self, ok: bool = True) -> Step:
+        """A sync call (main no longer merges into the branch): ``True`` merges main into the
+        worktree, keeps both sides of every conflict and commits the merge, as the built-in
+        sync agent does; ``False`` replies that it could not resolve the conflict and leaves
+        the worktree as it was, so the engine's own retry of the merge still conflicts."""
+        return self._set("resolve", bool(ok))
 
     # -- what the agent does ---------------------------------------------------------------
     def writes(self, path: str, content: str) -> Step:
@@ -349,6 +356,9 @@ class Scope:
     def probe(self) -> Role:
         return self.role("probe")
 
+    def sync(self) -> Role:
+        return self.role("sync")
+
 
 class Scenario:
     """What the fake agents do, built in Python; ``to_dict()`` is the fakes' JSON format.
@@ -409,6 +419,11 @@ class Scenario:
     def reviewer(self, worker_id: str | None = None) -> Role:
         """Reviews of ``worker_id``'s work (None: of everyone's)."""
         return self._role(self._scope(worker_id), "reviewer")
+
+    def sync(self, worker_id: str | None = None) -> Role:
+        """Sync calls (main has moved and conflicts with the branch) of ``worker_id``: the
+        agent, in its session, is asked to merge main and resolve the conflicts."""
+        return self._role(self._scope(worker_id), "sync")
 
     def planner(self) -> Role:
         return self._role(("default",), "planner")

@@ -30,12 +30,18 @@ from pytest_oompa.offline.fake_scenario import Scenario, as_dict
 ENV_STATE = "OOMPA_FAKE_STATE"
 ENV_SCENARIO = "OOMPA_FAKE_SCENARIO"
 ENV_LOG = "OOMPA_FAKE_LOG"
-ROLE_SESSIONS = {"worker": "new", "fix": "new", "reviewer": "none", "planner": "none"}
+ROLE_SESSIONS = {
+    "worker": "new",
+    "fix": "new",
+    "sync": "new",
+    "reviewer": "none",
+    "planner": "none",
+}
 
 
 def prompt_for(role: str, worker: str = "w0", swarm: str = "test", text: str = "") -> str:
     """A prompt built the way the engine builds it for ``role``, so the fakes (and a model
-    API) see the same markers: worker/fix/reviewer/planner/probe."""
+    API) see the same markers: worker/fix/sync/reviewer/planner/probe."""
     if role == "probe":
         return prompts.PROBE_PROMPT
     if role == "reviewer":
@@ -44,9 +50,12 @@ def prompt_for(role: str, worker: str = "w0", swarm: str = "test", text: str = "
         return prompts.fix(swarm, worker, [text or "- fix it"])
     if role == "planner":
         return prompts.planner(swarm, text, "(no tasks)", 1)
+    if role == "sync":
+        conflict = text or "CONFLICT (content): Merge conflict in README.md"
+        return prompts.sync(swarm, worker, conflict, "", "", "")
     if role == "worker":
         return prompts.fresh(swarm, worker, "(no tasks)", text)
-    raise ValueError(f"unknown role {role!r} (worker, fix, reviewer, planner, probe)")
+    raise ValueError(f"unknown role {role!r} (worker, fix, sync, reviewer, planner, probe)")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -656,3 +656,13 @@ def test_cassette_module_imports_only_the_standard_library() -> None:
     )
     proc = subprocess.run([sys.executable, "-IS", "-c", code], capture_output=True, text=True)
     assert proc.stdout == "96\n", proc.stderr
+
+
+def test_the_sync_marker_is_the_engines():
+    from pytest_oompa.engine import prompts
+    from pytest_oompa.offline.cassette import matching
+
+    assert matching.SYNC_MARKER == prompts.SYNC_MARKER
+    prompt = prompts.sync("s", "w1", "CONFLICT", "", "", "")
+    assert matching.infer_role(prompt, "w1") == "sync"
+    assert matching.infer_role(prompts.fix("s", "w1", [prompt]), "w1") == "fix"

@@ -48,6 +48,9 @@ TASK_STATUS = re.compile(
     r"(## Task status\n)Pending: \d+, In Progress: \d+, Complete: \d+\nPending tasks: [^\n]*"
 )
 TASK_STATUS_MASK = r"\1Pending: <n>, In Progress: <n>, Complete: <n>\nPending tasks: <ids>"
+#: engine.prompts.SYNC_MARKER, copied: the fakes load this module with the standard library
+#: only (tests/offline/test_cassette.py checks the two agree).
+SYNC_MARKER = "Your branch cannot merge into main."
 #: The tag every engine prompt starts with (prompts.tag); opencode's message may quote it.
 TAG = re.compile(r'^"?\[oompa:(.*):([^:\]\s]+)\] ', re.M)
 
@@ -72,6 +75,11 @@ def infer_role(prompt: str, worker: str | None) -> str:
         return "probe"
     if worker == "planner":
         return "planner"
+    # The sync prompt opens with its sentence right after the tag; it may quote commit subjects
+    # holding the other roles' markers, so it is told apart first.
+    tag = TAG.search(prompt)
+    if prompt.startswith(SYNC_MARKER, tag.end() if tag else 0):
+        return "sync"
     if "VERDICT: APPROVED\nVERDICT: NEEDS_CHANGES\nVERDICT: REJECTED" in prompt:
         return "reviewer"
     if "Fix these issues." in prompt:
