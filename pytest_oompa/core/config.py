@@ -10,8 +10,7 @@ A worker speaks one of two oompa versions, chosen by its keys rather than by a v
 so that a file written for either oompa reads as its author meant: ``iterations`` (oompa 0.7.0,
 one item per iteration, and what a worker with neither kind of key gets) or ``max_cycle`` and
 its limits (oompa 0.7.3's cycles of attempts). Giving both in one worker is an error rather
-than a silent choice. The engine does not run cycles yet; ``engine_gaps`` names what a config
-asks of it beyond 0.7.0 iterations, so that the run refuses it instead of running it as 0.7.0.
+than a silent choice. ``sync_before_merge`` (on by default in 0.7.3 mode only) applies to both.
 """
 
 from __future__ import annotations
@@ -208,8 +207,20 @@ ITERATION_OUTCOMES = (
     "no-changes",
     "working",
     "claimed",
+    # oompa 0.7.3's cycle outcomes
+    "merge-failed",
+    "sync-failed",
+    "stuck",
+    "interrupted",
+    "needs-followup",
 )
-DEFAULT_OUTCOMES = {o: "fail" if o in ("rejected", "error") else "pass" for o in ITERATION_OUTCOMES}
+FAILED_OUTCOMES = ("rejected", "error", "merge-failed", "sync-failed", "stuck", "needs-followup")
+# An interrupted cycle was cut short by the swarm's stop: like an iteration the stop cut off
+# (which has no outcome at all), it is skipped, not failed.
+DEFAULT_OUTCOMES = {
+    o: "fail" if o in FAILED_OUTCOMES else "skip" if o == "interrupted" else "pass"
+    for o in ITERATION_OUTCOMES
+}
 
 
 def check_outcomes(value: dict[str, str]) -> dict[str, str]:
@@ -345,6 +356,20 @@ class WorkerSpec:
     cycles: CycleLimits = field(default_factory=CycleLimits)
     sync_before_merge: bool = False
     section: int = 0
+
+    @property
+    def cycles_mode(self) -> bool:
+        return self.mode == "0.7.3"
+
+    @property
+    def units(self) -> int:
+        """How many items the worker has: its iterations, or its cycles in 0.7.3 mode."""
+        return self.cycles.max_cycle if self.cycles_mode else self.iterations
+
+    @property
+    def unit(self) -> str:
+        """The items' and files' letter: ``i`` (iteration) or ``c`` (cycle)."""
+        return "c" if self.cycles_mode else "i"
 
 
 @dataclass(frozen=True)
@@ -563,46 +588,6 @@ def resolve(data: Any, path: Path, harnesses: Collection[str]) -> SwarmConfig:
         sandbox=parsed.sandbox,
         raw=data,
     )
-
-
-class EngineGap(ConfigError):
-    """A valid config that asks for what the engine does not do yet."""
-
-    headline = "swarm config asks for what the engine cannot run yet"
-
-
-CYCLES_NOT_RUN = (
-    "max_cycle (oompa 0.7.3 cycles) is accepted by the config but the engine does not run "
-    "cycles yet; give iterations (oompa 0.7.0) for now"
-)
-SYNC_NOT_RUN = (
-    "sync_before_merge is accepted by the config but the engine does not sync before the "
-    "merge yet; leave it out or set it to false for now"
-)
-
-
-def engine_gaps(config: SwarmConfig) -> list[tuple[str, str]]:
-    """What ``config`` asks of the engine beyond oompa 0.7.0 iterations, as (json path,
-    message) pairs: a run must refuse these rather than run the workers as 0.7.0 ones.
-    Temporary: each goes when the engine does what it names."""
-    gaps: list[tuple[str, str]] = []
-    for worker in config.workers:
-        if worker.mode == "0.7.3":
-            gap = (f"workers[{worker.section}]", CYCLES_NOT_RUN)
-        elif worker.sync_before_merge:
-            gap = ("sync_before_merge", SYNC_NOT_RUN)
-        else:
-            continue
-        if gap not in gaps:
-            gaps.append(gap)
-    return gaps
-
-
-def refuse_engine_gaps(config: SwarmConfig) -> None:
-    """Raise ``EngineGap`` (a ``ConfigError``) when ``engine_gaps`` finds any."""
-    gaps = engine_gaps(config)
-    if gaps:
-        raise EngineGap(str(config.path), gaps)
 
 
 def load_config(path: Path, harnesses: Collection[str]) -> SwarmConfig:

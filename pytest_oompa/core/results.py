@@ -16,6 +16,12 @@ class Outcome(str, Enum):
     NO_CHANGES = "no-changes"
     WORKING = "working"
     CLAIMED = "claimed"
+    # oompa 0.7.3's: cycles (sync before merge, attempts, NEEDS_FOLLOWUP)
+    MERGE_FAILED = "merge-failed"
+    SYNC_FAILED = "sync-failed"
+    STUCK = "stuck"
+    INTERRUPTED = "interrupted"
+    NEEDS_FOLLOWUP = "needs-followup"
 
 
 class WorkerStatus(str, Enum):
@@ -41,7 +47,7 @@ class Leftover:
 class CallRecord:
     """One harness invocation, as much as a failure report needs."""
 
-    role: str  # worker | fix | reviewer | planner | probe
+    role: str  # worker | fix | sync | reviewer | planner | probe
     harness: str
     model: str
     argv: tuple[str, ...]
@@ -61,6 +67,7 @@ class CallRecord:
     error_file: str | None = None
     attempts: int = 1  # more than 1: retried after infrastructure failures
     leftovers: tuple[Leftover, ...] = ()  # processes it left running, killed after it
+    attempt: int | None = None  # the attempt of the cycle it belongs to (0.7.3 mode)
 
 
 @dataclass(frozen=True)
@@ -94,8 +101,27 @@ class WorkerMetrics:
         }
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of an oompa 0.7.3 cycle: how it ended (``claimed``, ``working`` or
+    ``needs-followup`` went on to the next attempt; any other outcome ended the cycle)."""
+
+    number: int
+    outcome: Outcome
+    started_at: str
+    duration_ms: int
+    note: str = ""  # e.g. the NEEDS_FOLLOWUP reason
+
+    def __str__(self) -> str:
+        text = f"attempt {self.number}: {self.outcome.value} ({self.duration_ms / 1000:.1f} s)"
+        return f"{text}: {self.note}" if self.note else text
+
+
 @dataclass
 class IterationResult:
+    """What one unit of a worker's work came to: an iteration (oompa 0.7.0 mode) or, when
+    ``cycle`` is set, a cycle of ``attempts`` (0.7.3 mode), numbered by ``iteration``."""
+
     worker_id: str
     iteration: int
     outcome: Outcome
@@ -114,10 +140,21 @@ class IterationResult:
     metrics: dict[str, int] = field(default_factory=dict)
     artifact: Path | None = None
     notes: list[str] = field(default_factory=list)  # refused claims, task-file problems
+    cycle: bool = False
+    attempts: tuple[Attempt, ...] = ()
 
     @property
     def key(self) -> tuple[str, int]:
         return (self.worker_id, self.iteration)
+
+    @property
+    def label(self) -> str:
+        """``i3`` (an iteration) or ``c3`` (a cycle): the item's name and the files' infix."""
+        return f"{'c' if self.cycle else 'i'}{self.iteration}"
+
+    @property
+    def unit(self) -> str:
+        return "cycle" if self.cycle else "iteration"
 
 
 @dataclass
@@ -131,6 +168,7 @@ class WorkerReport:
     metrics: WorkerMetrics
     stop_reason: str = ""  # why the worker stopped before its last iteration, if it did
     interrupted: bool = False
+    cycles: bool = False  # 0.7.3 mode: iterations and iterations_run count cycles
 
     # The metrics, read naturally: ``result.workers["w0"].merges == 3``.
     @property

@@ -10,6 +10,12 @@ performs the steps and the endings' side effects; what is decided here needs no 
 repository and no task queue, which is how the unit tests drive it: a table of facts ->
 (steps asked, outcome).
 
+With sync before merge (oompa 0.7.3; ``Facts.sync``), the merge is preceded by merging main into
+the worker's branch, outside the merge lock: a conflict is handed to the worker's agent (a
+RESOLVE step) and the sync tried again, up to ``MAX_RESOLVES`` times, else ``sync-failed``; a
+merge that still fails (main moved again meanwhile) syncs again, up to ``MAX_MERGES`` merges,
+else ``merge-failed``. Without it, a failed merge is an error, as in oompa 0.7.0.
+
 Whatever step it is at, a breach ends the iteration as an error: a call of it changed
 something outside its worktree (guard.py has put it right already).
 
@@ -28,6 +34,8 @@ from pytest_oompa.engine.markers import Signals
 
 MAX_CONSECUTIVE_ERRORS = 3
 MAX_REVIEW_ROUNDS = 3
+MAX_RESOLVES = 5  # agent calls to make a branch mergeable, per unit of work (upstream's 5)
+MAX_MERGES = 3  # merges tried after a clean sync, when main moves between sync and merge
 
 APPROVED = "approved"
 NEEDS_CHANGES = "needs-changes"
@@ -41,6 +49,8 @@ class Step(Enum):
     COUNT_COMMITS = "count-commits"  # commits ahead of main, when no file changed
     REVIEW = "review"  # one reviewer round: a verdict
     FIX = "fix"  # the agent answers the reviewer's feedback
+    SYNC = "sync"  # merge main into the worker's branch: clean, or the conflict
+    RESOLVE = "resolve"  # the agent makes its branch mergeable after a conflict
     MERGE = "merge"  # into main, completing the tasks the worker holds
 
 
@@ -77,8 +87,12 @@ class Facts:
     reviewer_failure: str | None = None
     fixes: int = 0  # fix calls that succeeded
     fix_failure: str | None = None
+    sync: bool = False  # sync before merge (oompa 0.7.3)
+    syncs: tuple[str | None, ...] = ()  # each sync's conflict, None when it went cleanly
+    resolves: int = 0  # resolve calls that returned
+    resolve_failure: str | None = None
+    merge_errors: tuple[str, ...] = ()
     merged_commit: str | None = None
-    merge_error: str | None = None
     breach: str | None = None  # what a call did outside its worktree (files, branches)
 
 
@@ -92,7 +106,8 @@ def next_step(facts: Facts) -> Step | Ending:
     """The iteration's ending, or the step that fetches the fact it depends on.
 
     First match wins, in oompa's order: a failed call, then a CLAIM (unless the reply also
-    asks for a merge or says it is done), the merge signal, ``__DONE__``, else still working.
+    asks for a merge or says it is done), the merge signal, ``__DONE__``, NEEDS_FOLLOWUP, else
+    still working.
     """
     if facts.worktree_error is not None:
         return Ending(Outcome.ERROR, f"could not create the worktree: {facts.worktree_error}")
@@ -110,6 +125,8 @@ def next_step(facts: Facts) -> Step | Ending:
         return _towards_merge(facts)
     if signals.done:
         return Ending(Outcome.DONE if facts.can_plan else Outcome.EXECUTOR_DONE)
+    if signals.needs_followup:
+        return Ending(Outcome.NEEDS_FOLLOWUP)
     return Ending(Outcome.WORKING)
 
 
@@ -126,11 +143,45 @@ def _towards_merge(facts: Facts) -> Step | Ending:
         pending = _review(facts, facts.reviewer)
         if pending is not None:
             return pending
-    if facts.merge_error is not None:
-        return Ending(Outcome.ERROR, f"merge into main failed, aborted: {facts.merge_error}")
-    if facts.merged_commit is None:
+    if facts.merged_commit is not None:
+        return Ending(Outcome.MERGED)
+    if not facts.sync:
+        if facts.merge_errors:
+            return Ending(
+                Outcome.ERROR, f"merge into main failed, aborted: {facts.merge_errors[-1]}"
+            )
         return Step.MERGE
-    return Ending(Outcome.MERGED)
+    return _sync_then_merge(facts)
+
+
+def _sync_then_merge(facts: Facts) -> Step | Ending:
+    """Each clean sync allows one merge; a conflict is the agent's to resolve."""
+    if facts.resolve_failure is not None:
+        return Ending(
+            Outcome.SYNC_FAILED, f"resolving the conflict failed: {facts.resolve_failure}"
+        )
+    clean = facts.syncs.count(None)
+    if len(facts.merge_errors) < clean:
+        return Step.MERGE
+    if len(facts.merge_errors) >= MAX_MERGES:
+        return Ending(
+            Outcome.MERGE_FAILED,
+            f"merge into main failed {len(facts.merge_errors)} times after syncing, aborted: "
+            f"{facts.merge_errors[-1]}",
+        )
+    conflict = facts.syncs[-1] if facts.syncs else None
+    if conflict is None:  # nothing tried yet, or main moved after the last clean sync
+        return Step.SYNC
+    conflicts = len(facts.syncs) - clean
+    if facts.resolves >= conflicts:  # the agent answered this conflict: check again
+        return Step.SYNC
+    if facts.resolves >= MAX_RESOLVES:
+        return Ending(
+            Outcome.SYNC_FAILED,
+            f"the branch still does not merge main after {MAX_RESOLVES} attempts to resolve: "
+            f"{conflict}",
+        )
+    return Step.RESOLVE
 
 
 def task_only(files: tuple[str, ...]) -> bool:
@@ -156,7 +207,9 @@ def _review(facts: Facts, reviewer: str) -> Step | Ending | None:
 
 
 def release_after(outcome: Outcome) -> Release:
-    if outcome in (Outcome.CLAIMED, Outcome.WORKING):
+    # NEEDS_FOLLOWUP keeps its claims for the follow-up; past max_needs_followups the cycle's
+    # runner releases them itself.
+    if outcome in (Outcome.CLAIMED, Outcome.WORKING, Outcome.NEEDS_FOLLOWUP):
         return Release.CONTINUE
     # DONE: a planner that says it is done keeps its tasks (the end of the worker recycles
     # them); MERGED: its tasks are complete.

@@ -75,19 +75,23 @@ class Repo:
 
     def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
         where = cwd or self.root
+        proc = self.run(*args, cwd=where)
+        if check and proc.returncode != 0:
+            raise GitError(list(args), where, proc.returncode, proc.stderr or proc.stdout)
+        return proc.stdout
+
+    def run(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """git, its exit status and both outputs (a conflict is told on stdout)."""
         self.calls += 1
-        proc = subprocess.run(
+        return subprocess.run(
             ["git", *args],
-            cwd=where,
+            cwd=cwd or self.root,
             env=self._env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
             errors="replace",
         )
-        if check and proc.returncode != 0:
-            raise GitError(list(args), where, proc.returncode, proc.stderr or proc.stdout)
-        return proc.stdout
 
     @property
     def git_dir(self) -> Path:
@@ -281,8 +285,10 @@ class Repo:
             delay *= 2
         raise AssertionError("unreachable")
 
-    def add_worktree(self, worker_id: str, iteration: int) -> Worktree:
-        name = f"{worker_id}-i{iteration}"
+    def add_worktree(self, worker_id: str, iteration: int, unit: str = "i") -> Worktree:
+        """A fresh worktree on a new branch from main: ``.w0-i3`` (``unit`` "c": ``.w0-c3``,
+        a cycle's)."""
+        name = f"{worker_id}-{unit}{iteration}"
         wt = Worktree(self.root / f".{name}", f"oompa/{name}", name)
         try:
             self._with_retries("worktree", "add", "-q", "-b", wt.branch, str(wt.path), MAIN)
@@ -325,6 +331,44 @@ class Repo:
 
     def diff_text(self, wt: Worktree) -> str:
         return self.git("diff", f"{MAIN}...HEAD", cwd=wt.path)
+
+    # -- sync: main into the worktree's branch (outside the merge lock) --------------------------
+
+    def sync_with_main(self, wt: Worktree) -> str | None:
+        """Merge main into the worktree's branch; None when that went cleanly (or there was
+        nothing to merge), else git's message, with the merge aborted: the worktree is left as
+        it was, for the agent to resolve in its own way."""
+        message = f"oompa: sync {wt.name} with main"
+        proc = self.run("merge", "--no-edit", "-m", message, MAIN, cwd=wt.path)
+        if proc.returncode == 0:
+            return None
+        if self._merging(wt):
+            self.git("merge", "--abort", cwd=wt.path, check=False)
+        return (proc.stdout + proc.stderr).strip() or f"git merge {MAIN} failed"
+
+    def divergence(self, wt: Worktree) -> tuple[str, str, str]:
+        """(the branch's commits not on main, main's commits not on the branch, the diff stat
+        between them): what the agent is shown to resolve a conflict."""
+        mine = self.git("log", "--oneline", "-n", "50", f"{MAIN}..HEAD", cwd=wt.path, check=False)
+        theirs = self.git("log", "--oneline", "-n", "50", f"HEAD..{MAIN}", cwd=wt.path, check=False)
+        stat = self.git("diff", "--stat", f"HEAD...{MAIN}", cwd=wt.path, check=False)
+        return mine, theirs, stat
+
+    def settle_merge(self, wt: Worktree) -> None:
+        """After an agent's attempt at a conflict: a merge it left in progress is committed
+        when every conflict is resolved (staged or not), else aborted, so that the next
+        ``sync_with_main`` starts from a clean worktree."""
+        if not self._merging(wt):
+            return
+        if self.git("diff", "--name-only", "--diff-filter=U", cwd=wt.path, check=False).strip():
+            self.git("merge", "--abort", cwd=wt.path, check=False)
+            return
+        self.git("add", "-A", cwd=wt.path)
+        self.git("commit", "-q", "--no-verify", "--no-edit", cwd=wt.path)
+
+    def _merging(self, wt: Worktree) -> bool:
+        git_dir = self.git("rev-parse", "--absolute-git-dir", cwd=wt.path, check=False).strip()
+        return bool(git_dir) and (Path(git_dir) / "MERGE_HEAD").exists()
 
     # -- merge ---------------------------------------------------------------------------------
 

@@ -71,7 +71,7 @@ ROOT_HEAD = f"ref: {MAIN_REF}"
 QUARANTINE = "refs/oompa/quarantine"
 # The task queue (agents may move task files themselves), and the worktrees: excluded in
 # .git/info/exclude by the swarm already, and never to be moved whatever that file says.
-IGNORED = ("tasks", ".w*-i*")
+IGNORED = ("tasks", ".w*-i*", ".w*-c*")
 PATHSPEC = (".", *(f":(exclude){p}" for p in IGNORED))
 # File times come from the kernel's coarse clock, a tick behind time.time_ns(): a call's
 # window is widened by this much on each side.

@@ -66,7 +66,8 @@ from pytest_oompa.runs.tracking import (
     stop_reason,
 )
 
-WORKTREE_PATTERN = "/.w*-i*/"
+# the worktrees of iterations and of cycles (0.7.3 mode)
+WORKTREE_PATTERNS = ("/.w*-i*/", "/.w*-c*/")
 
 
 def new_swarm_id() -> str:
@@ -232,6 +233,7 @@ class Swarm:
             iteration_timeout=self.config.timeouts.iteration,
             on_review=self.recorder.review,
             on_iteration_start=self.recorder.cycle_started,
+            on_attempt=self.recorder.attempt,
             on_iteration=self._iteration_finished,
             guard=self.guard,
         )
@@ -252,7 +254,7 @@ class Swarm:
         if not repo.is_repo():
             raise PreflightError(check_repo(repo))
         # Our own litter must never make the project look dirty, now or on the next run.
-        patterns = [WORKTREE_PATTERN]
+        patterns = list(WORKTREE_PATTERNS)
         runs = Path(self.options.runs_dir).resolve()
         if runs.is_relative_to(repo.root) and runs != repo.root:
             patterns.append(f"/{runs.relative_to(repo.root).as_posix()}/")

@@ -6,6 +6,14 @@ the task queue), the side effects of each ending, and keeps the little state a w
 between iterations: its worktree, its session, its consecutive-error count and its metrics.
 Its collaborators come in a ``SwarmContext``, so a test can drive it with stubs.
 
+A worker runs in one of two modes (``WorkerSpec.mode``). oompa 0.7.0: each iteration is one
+attempt and one item, whatever it ends in; ``claimed`` and ``working`` carry the worktree and
+the session into the next iteration. oompa 0.7.3: each *cycle* is an item, and runs attempts
+in one worktree and session until an outcome ends it: ``claimed``, ``working`` and (up to
+``max_needs_followups`` times) ``needs-followup`` go on to the next attempt, up to
+``max_resumes`` attempts (then ``stuck``); a cycle the swarm's stop cuts short is recorded as
+``interrupted``. The decision of each attempt is the same function in both modes.
+
 Every harness call of an iteration runs between ``Guard.begin`` and ``Guard.end`` (guard.py):
 what the agent changed outside its worktree (files of the project root, branches, another
 worker's worktree) is put right there, and becomes the ``breach`` fact that ends the iteration
@@ -21,12 +29,13 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from pytest_oompa.core.config import AgentSpec, WorkerSpec
 from pytest_oompa.core.results import (
+    Attempt,
     CallRecord,
     IterationResult,
     Outcome,
@@ -60,6 +69,10 @@ from pytest_oompa.harnesses.spec import SessionMode
 TASK_POLL_SECONDS = 5.0
 
 
+def _ms_since(it: _Iteration) -> int:
+    return int((time.monotonic() - it.started) * 1000)
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -88,6 +101,8 @@ class SwarmContext:
     on_iteration: Callable[[IterationResult], None] = lambda _: None
     # (worker id, iteration): workers/{id}.json reads running from then on
     on_iteration_start: Callable[[str, int], object] = lambda *_: None
+    # a cycle's attempt that did not end it (0.7.3 mode): the cycle so far
+    on_attempt: Callable[[IterationResult], object] = lambda _: None
     guard: Guard | None = None  # None: no containment checks (unit tests with stubs)
 
 
@@ -98,6 +113,10 @@ class _Iteration:
     number: int
     started_at: str
     started: float
+    unit: str = "i"  # "c": a cycle of attempts (0.7.3 mode)
+    attempt: int | None = None  # the attempt in progress, in a cycle
+    attempt_started: float = 0.0  # the time budget is an iteration's, or an attempt's
+    attempts: list[Attempt] = field(default_factory=list)
     calls: list[CallRecord] = field(default_factory=list)
     reviews: list[ReviewRound] = field(default_factory=list)
     feedback: list[str] = field(default_factory=list)  # reviewer replies that asked for changes
@@ -111,17 +130,28 @@ class _Iteration:
     breaches: list[str] = field(default_factory=list)  # what its calls did outside
     role_calls: Counter[str] = field(default_factory=Counter)
 
+    def __post_init__(self) -> None:
+        self.attempt_started = self.started
+
     def call_name(self, worker_id: str, role: str) -> str:
-        """commands/{name}.ndjson: w0-i3-worker-1, w0-i3-reviewer-2, w0-i3-fix-1 …"""
+        """commands/{name}.ndjson: w0-i3-worker-1, w0-i3-reviewer-2, w0-c2-sync-1 …"""
         self.role_calls[role] += 1
-        return f"{worker_id}-i{self.number}-{role}-{self.role_calls[role]}"
+        return f"{worker_id}-{self.unit}{self.number}-{role}-{self.role_calls[role]}"
+
+    @property
+    def unit_name(self) -> str:
+        return "cycle" if self.unit == "c" else "iteration"
+
+    def record(self, call: CallRecord) -> None:
+        self.calls.append(call if self.attempt is None else replace(call, attempt=self.attempt))
 
 
 class WorkerRunner:
     def __init__(self, spec: WorkerSpec, ctx: SwarmContext, limit: int | None = None) -> None:
         self.spec = spec
         self.ctx = ctx
-        self.limit = min(limit or spec.iterations, spec.iterations)
+        self.cycles = spec.cycles_mode
+        self.limit = min(limit or spec.units, spec.units)
         self.metrics = WorkerMetrics()
         self.worktree: Worktree | None = None
         self.session_id: str | None = None
@@ -148,7 +178,7 @@ class WorkerRunner:
                 if self.ctx.stop.is_set():
                     raise Interrupted
                 self.ctx.caller.spend.check(self.id)
-                result = self.iteration(n)
+                result = self.cycle(n) if self.cycles else self.iteration(n)
                 self.iterations_run = n
                 self.ctx.on_iteration(result)
                 if self.status is not WorkerStatus.IDLE:  # done or error: the worker stops here
@@ -180,16 +210,19 @@ class WorkerRunner:
             harness=self.spec.agent.harness,
             model=self.spec.agent.model,
             status=self.status,
-            iterations=self.spec.iterations,
+            iterations=self.spec.units,
             iterations_run=self.iterations_run,
             metrics=self.metrics,
             stop_reason=self.stop_reason,
             interrupted=interrupted,
+            cycles=self.cycles,
         )
 
     def _wait_for_tasks(self) -> None:
-        """Executors give a planner up to ``executor_wait`` seconds to fill the queue."""
-        deadline = time.monotonic() + self.ctx.executor_wait
+        """Executors give a planner up to ``executor_wait`` seconds (a 0.7.3 worker: its
+        ``max_wait_for_tasks``) to fill the queue."""
+        wait = self.spec.cycles.max_wait_for_tasks if self.cycles else self.ctx.executor_wait
+        deadline = time.monotonic() + wait
         while True:
             counts = self.ctx.queue.counts()
             if counts.pending or counts.current or time.monotonic() >= deadline:
@@ -200,19 +233,88 @@ class WorkerRunner:
     # -- one iteration -------------------------------------------------------------------------
 
     def iteration(self, n: int) -> IterationResult:
+        """One 0.7.0 iteration: one attempt, whatever it ends in."""
         self.ctx.on_iteration_start(self.id, n)
         it = _Iteration(number=n, started_at=utc_now(), started=time.monotonic())
+        outcome = self._attempt(it)
+        if outcome is Outcome.NEEDS_FOLLOWUP:
+            # 0.7.0 has no such outcome: the iteration was working, and the next one gets the
+            # follow-up prompt (set by _end).
+            outcome = Outcome.WORKING
+        self._count_errors(it, outcome)
+        return self._result(it, outcome)
+
+    def cycle(self, n: int) -> IterationResult:
+        """One 0.7.3 cycle: attempts in one worktree and session until an outcome ends it."""
+        self.ctx.on_iteration_start(self.id, n)
+        it = _Iteration(number=n, started_at=utc_now(), started=time.monotonic(), unit="c")
+        limits = self.spec.cycles
+        followups = 0
+        while True:
+            number = len(it.attempts) + 1
+            if number > limits.max_resumes:
+                outcome = self._stuck(it, limits.max_resumes)
+                break
+            it.attempt, started_at = number, utc_now()
+            it.attempt_started = time.monotonic()
+            try:
+                if number > 1:
+                    if self.ctx.stop.is_set():
+                        raise Interrupted
+                    self.ctx.caller.spend.check(self.id)
+                outcome = self._attempt(it)
+            except (Interrupted, SpendLimitReached):
+                self._interrupted(it, started_at)
+                raise
+            note = ""
+            if outcome is Outcome.NEEDS_FOLLOWUP:
+                followups += 1
+                note = f"NEEDS_FOLLOWUP {followups}/{limits.max_needs_followups}"
+            it.attempts.append(Attempt(number, outcome, started_at, _ms_since(it), note))
+            if outcome is Outcome.NEEDS_FOLLOWUP and followups > limits.max_needs_followups:
+                # Upstream stops the worker here: its agent keeps asking instead of shipping.
+                it.error = (
+                    f"NEEDS_FOLLOWUP {followups} times in this cycle "
+                    f"(max_needs_followups {limits.max_needs_followups})"
+                )
+                self._release(it)
+                self.status = WorkerStatus.ERROR
+                break
+            if outcome not in (Outcome.CLAIMED, Outcome.WORKING, Outcome.NEEDS_FOLLOWUP):
+                break
+            self.ctx.on_attempt(self._result(it, outcome))
+        self._count_errors(it, outcome)
+        return self._result(it, outcome)
+
+    def _stuck(self, it: _Iteration, max_resumes: int) -> Outcome:
+        it.error = f"no outcome ended the cycle in {max_resumes} attempts (max_resumes)"
+        self._release(it)
+        return Outcome.STUCK
+
+    def _interrupted(self, it: _Iteration, started_at: str) -> None:
+        """The stop cut the cycle short: its claims go back, and its file says so."""
+        self._release(it)
+        it.attempts.append(Attempt(it.attempt or 1, Outcome.INTERRUPTED, started_at, 0))
+        it.error = "the swarm was stopped during this cycle"
+        result = self._result(it, Outcome.INTERRUPTED)
+        with contextlib.suppress(Exception):  # the stop goes on whatever the recording does
+            self.ctx.on_iteration(result)
+
+    def _attempt(self, it: _Iteration) -> Outcome:
+        """One attempt's outcome; what it raises (a bug included) costs the unit, not the worker."""
         try:
-            outcome = self._iterate(it)
+            return self._iterate(it)
         except (Interrupted, SpendLimitReached):
             raise
         except OutOfTime:
-            outcome = self._fail(it, f"iteration timeout after {self.ctx.iteration_timeout:g} s")
+            return self._fail(it, f"{it.unit_name} timeout after {self.ctx.iteration_timeout:g} s")
         except GitError as exc:
-            outcome = self._fail(it, f"git failed: {exc}")
+            return self._fail(it, f"git failed: {exc}")
         except Exception as exc:  # a bug or an OS error must cost one iteration, not the worker
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            outcome = self._fail(it, f"internal error in the iteration: {detail}")
+            return self._fail(it, f"internal error in the {it.unit_name}: {detail}")
+
+    def _count_errors(self, it: _Iteration, outcome: Outcome) -> None:
         if outcome is Outcome.ERROR:
             self.consecutive_errors += 1
             self.metrics.errors += 1
@@ -221,32 +323,40 @@ class WorkerRunner:
                 it.error = f"{it.error} ({MAX_CONSECUTIVE_ERRORS} consecutive errors)"
         else:
             self.consecutive_errors = 0
+
+    def _result(self, it: _Iteration, outcome: Outcome) -> IterationResult:
         return IterationResult(
             worker_id=self.id,
-            iteration=n,
+            iteration=it.number,
             outcome=outcome,
             started_at=it.started_at,
             finished_at=utc_now(),
-            duration_ms=int((time.monotonic() - it.started) * 1000),
+            duration_ms=_ms_since(it),
             task_ids=it.held,
             recycled=it.recycled,
             completed_tasks=it.completed,
             review_rounds=len(it.reviews),
-            reviews=it.reviews,
-            calls=it.calls,
+            reviews=list(it.reviews),
+            calls=list(it.calls),
             error=it.error,
             diff_files=it.diff_files,
             merged_commit=it.merged_commit,
             metrics=self.metrics.contract(),
-            notes=it.notes,
+            notes=list(it.notes),
+            cycle=it.unit == "c",
+            attempts=tuple(it.attempts),
         )
 
     def _iterate(self, it: _Iteration) -> Outcome:
         reviewer = self.ctx.reviewer
-        facts = Facts(can_plan=self.spec.can_plan, reviewer=reviewer.harness if reviewer else None)
+        facts = Facts(
+            can_plan=self.spec.can_plan,
+            reviewer=reviewer.harness if reviewer else None,
+            sync=self.spec.sync_before_merge,
+        )
         try:
             if self.worktree is None:
-                self.worktree = self.ctx.repo.add_worktree(self.id, it.number)
+                self.worktree = self.ctx.repo.add_worktree(self.id, it.number, it.unit)
         except GitError as exc:
             facts = dataclasses.replace(facts, worktree_error=exc.stderr or str(exc))
         wt = self.worktree
@@ -256,6 +366,8 @@ class WorkerRunner:
             Step.COUNT_COMMITS: self._count_commits,
             Step.REVIEW: self._review_round,
             Step.FIX: self._fix,
+            Step.SYNC: self._sync,
+            Step.RESOLVE: self._resolve,
             Step.MERGE: self._merge,
         }
         while not isinstance(step := next_step(facts), Ending):
@@ -289,7 +401,7 @@ class WorkerRunner:
             session=session,
             timeout=self._budget(it, self.spec.agent),
         )
-        it.calls.append(call.record)
+        it.record(call.record)
         if call.cancelled or (self.ctx.stop.is_set() and call.failure):
             raise Interrupted
         self._budget(it, self.spec.agent)  # a call cut by the iteration's budget: say so
@@ -340,7 +452,7 @@ class WorkerRunner:
         total = self.ctx.iteration_timeout
         if total is None:
             return limit
-        left = total - (time.monotonic() - it.started)
+        left = total - (time.monotonic() - it.attempt_started)
         if left <= 0.05:
             raise OutOfTime
         return min(limit, left) if limit else left
@@ -403,7 +515,7 @@ class WorkerRunner:
             session=SessionMode.none(),
             timeout=self._budget(it, reviewer),
         )
-        it.calls.append(call.record)
+        it.record(call.record)
         if call.cancelled:
             raise Interrupted
         self._budget(it, reviewer)
@@ -426,6 +538,35 @@ class WorkerRunner:
         self.session_id = fix.session_id or self.session_id
         return dataclasses.replace(facts, fixes=facts.fixes + 1)
 
+    def _sync(self, it: _Iteration, wt: Worktree, facts: Facts) -> Facts:
+        """Merge main into the branch, outside the merge lock (0.7.3's sync before merge)."""
+        repo = self.ctx.repo
+        repo.commit_all(wt, f"oompa: work from {wt.name}")
+        conflict = repo.sync_with_main(wt)
+        if conflict is not None:
+            first = conflict.splitlines()[-1] if conflict.splitlines() else conflict
+            it.notes.append(f"sync with main {len(facts.syncs) + 1}: conflict: {first[:200]}")
+        return dataclasses.replace(facts, syncs=(*facts.syncs, conflict))
+
+    def _resolve(self, it: _Iteration, wt: Worktree, facts: Facts) -> Facts:
+        """The agent, in its session, makes its branch mergeable; a merge it leaves half done
+        is finished or aborted before the next sync looks."""
+        repo = self.ctx.repo
+        mine, theirs, stat = repo.divergence(wt)
+        conflict = facts.syncs[-1] or ""
+        prompt = prompts.sync(self.ctx.swarm_id, self.id, conflict, mine, theirs, stat)
+        call = self._agent_call(it, wt, role="sync", prompt=prompt, resume=True)
+        repo.settle_merge(wt)
+        if call.failure:
+            return dataclasses.replace(facts, resolve_failure=call.failure)
+        self.session_id = call.session_id or self.session_id
+        reason = parse_signals(call.parsed.text)
+        if reason.needs_followup:  # upstream's resolver gives up this way
+            gave_up = f"the agent gave up (NEEDS_FOLLOWUP): {reason.followup_reason or '-'}"
+            return dataclasses.replace(facts, resolve_failure=gave_up)
+        repo.commit_all(wt, f"oompa: {wt.name} resolves its conflict with main")
+        return dataclasses.replace(facts, resolves=facts.resolves + 1)
+
     def _merge(self, it: _Iteration, wt: Worktree, facts: Facts) -> Facts:
         repo, queue = self.ctx.repo, self.ctx.queue
         message = f"oompa: merge {wt.name} (swarm {self.ctx.swarm_id})"
@@ -435,7 +576,8 @@ class WorkerRunner:
             try:
                 it.merged_commit = repo.merge(wt, message)
             except GitError as exc:
-                return dataclasses.replace(facts, merge_error=exc.stderr or str(exc))
+                error = exc.stderr or str(exc)
+                return dataclasses.replace(facts, merge_errors=(*facts.merge_errors, error))
             held = queue.owned_by(self.id)
             report = queue.complete(
                 held,
@@ -457,8 +599,15 @@ class WorkerRunner:
         outcome = ending.outcome
         if finishes_worker(outcome, facts):
             self.status = WorkerStatus.DONE
-        if outcome is Outcome.ERROR:
+        if ending.error is not None:
             it.error = ending.error
+        if outcome is Outcome.NEEDS_FOLLOWUP:
+            assert facts.reply is not None  # the signal is the reply's
+            reason = facts.reply.signals.followup_reason
+            it.notes.append(f"NEEDS_FOLLOWUP: {reason or '(no reason given)'}")
+            self.next_prompt = prompts.needs_followup(
+                self.ctx.swarm_id, self.id, it.held, reason, self.ctx.queue.describe()
+            )
         elif outcome is Outcome.REJECTED:
             self.metrics.rejections += 1
         elif outcome is Outcome.MERGED:

@@ -1,4 +1,5 @@
-"""The collected tree of a swarm: ``oompa.json`` -> ``w0`` -> ``i1``, plus ``planner``.
+"""The collected tree of a swarm: ``oompa.json`` -> ``w0`` -> ``i1`` (an oompa 0.7.0 worker's
+iterations) or ``c1`` (an oompa 0.7.3 worker's cycles), plus ``planner`` and ``gate``.
 
 Items do not run anything themselves: the swarm runs every worker at once in the background,
 and each item reports the result of its iteration when it is known (see session.py).
@@ -45,8 +46,11 @@ class SwarmFile(pytest.File):
 class WorkerNode(pytest.Collector):
     def collect(self) -> Iterator[pytest.Item]:
         spec = next(w for w in self.session_state.swarm_config.workers if w.id == self.name)
-        for n in range(1, spec.iterations + 1):
-            yield IterationItem.from_parent(self, name=f"i{n}", worker_id=spec.id, iteration=n)
+        for n in range(1, spec.units + 1):
+            name = f"{spec.unit}{n}"  # i3, or c3 for an oompa 0.7.3 worker's cycles
+            yield IterationItem.from_parent(
+                self, name=name, worker_id=spec.id, iteration=n, cycle=spec.cycles_mode
+            )
 
     @property
     def session_state(self) -> SwarmSession:
@@ -67,10 +71,13 @@ class OompaItem(pytest.Item):
 
 
 class IterationItem(OompaItem):
-    def __init__(self, *, worker_id: str, iteration: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *, worker_id: str, iteration: int, cycle: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.worker_id = worker_id
         self.iteration = iteration
+        self.cycle = cycle
         self.key = (worker_id, iteration)
 
     def runtest(self) -> None:
@@ -84,8 +91,9 @@ class IterationItem(OompaItem):
         verdict = state.swarm_config.outcomes[result.outcome.value]
         if verdict == "pass":
             # A passing item shows them with -rA (or -rP); any other verdict in its text.
-            if leftovers:
-                self.add_report_section("call", "oompa", "\n".join(leftovers))
+            shown = _attempt_lines(result) + leftovers
+            if shown:
+                self.add_report_section("call", "oompa", "\n".join(shown))
             return
         text = describe_failure(result, state.relative(result.artifact))
         if verdict == "skip":
@@ -95,7 +103,8 @@ class IterationItem(OompaItem):
         raise IterationFailure(text)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
-        return self.path, None, f"{self.worker_id} iteration {self.iteration}"
+        unit = "cycle" if self.cycle else "iteration"
+        return self.path, None, f"{self.worker_id} {unit} {self.iteration}"
 
 
 class GateItem(OompaItem):
@@ -149,11 +158,18 @@ class PlannerItem(OompaItem):
 
 
 def _properties(swarm_id: str, r: IterationResult) -> list[tuple[str, object]]:
+    attempts: list[tuple[str, object]] = []
+    if r.cycle:
+        attempts = [
+            ("attempts", len(r.attempts)),
+            ("attempt_outcomes", ", ".join(a.outcome.value for a in r.attempts)),
+        ]
     return [
         ("swarm_id", swarm_id),
         ("worker", r.worker_id),
-        ("iteration", r.iteration),
+        (r.unit, r.iteration),
         ("outcome", r.outcome.value),
+        *attempts,
         ("task_id", r.task_ids[0] if r.task_ids else ""),
         ("review_rounds", r.review_rounds),
         ("duration_ms", r.duration_ms),
@@ -203,10 +219,20 @@ def _record_leftovers(item: pytest.Item, lines: list[str]) -> None:
         item.user_properties.append(("leftovers", "\n".join(x.strip() for x in lines[1:])))
 
 
+def _attempt_lines(r: IterationResult) -> list[str]:
+    """A cycle's attempts, one line each (an iteration has none)."""
+    if not r.attempts:
+        return []
+    return [f"  {r.unit} {r.iteration}: {len(r.attempts)} attempt(s)"] + [
+        f"    {a}" for a in r.attempts
+    ]
+
+
 def describe_failure(r: IterationResult, artifact: str) -> str:
-    lines = [f"{r.worker_id} iteration {r.iteration}: {r.outcome.value}"]
+    lines = [f"{r.worker_id} {r.unit} {r.iteration}: {r.outcome.value}"]
     if r.error:
         lines.append(f"  {r.error}")
+    lines += _attempt_lines(r)
     for call in r.calls:
         if call.failure or call is r.calls[-1]:
             lines += _call_lines(call)

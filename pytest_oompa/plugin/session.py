@@ -25,7 +25,6 @@ from pytest_oompa.core.config import (
     SwarmConfig,
     load_config,
     parse_outcomes,
-    refuse_engine_gaps,
 )
 from pytest_oompa.core.gate import GateSection
 from pytest_oompa.core.gate import merge as merge_gate
@@ -159,7 +158,9 @@ class SwarmSession:
             return f"not reached: {report.stop_reason}"
         if self.result and self.result.interrupted:
             return "not reached: the swarm was stopped"
-        return f"not reached: worker {worker_id} did not run iteration {iteration}"
+        unit = next((w.unit for w in self.swarm_config.workers if w.id == worker_id), "i")
+        what = "cycle" if unit == "c" else "iteration"
+        return f"not reached: worker {worker_id} did not run {what} {iteration}"
 
     # -- the run loop --------------------------------------------------------------------------
 
@@ -243,7 +244,7 @@ class SwarmSession:
         self.result = event.payload
         return [
             "planner",
-            *((w.id, n) for w in self.swarm_config.workers for n in range(1, w.iterations + 1)),
+            *((w.id, n) for w in self.swarm_config.workers for n in range(1, w.units + 1)),
             "gate",  # last: its verdict needs the whole run
         ]
 
@@ -435,7 +436,6 @@ def start(config: pytest.Config, swarm_path: Path) -> SwarmSession:
     registry = registry_for(config)
     try:
         swarm_config = load_config(swarm_path, registry.names())
-        refuse_engine_gaps(swarm_config)
     except ConfigError as exc:
         raise pytest.UsageError(str(exc)) from None
     if config.getoption("oompa_fake_harnesses"):

@@ -3,10 +3,22 @@ contract artifacts and, beside them, oompa 0.7.3's event files that dashboards (
 while the run goes on.
 
 The artifact store and the event writer validate each document before its atomic write; this
-module only knows which engine facts go into which field. In 0.7.0 mode (``iterations``) each
-iteration is a cycle of one attempt: ``max-cycles`` is the worker's iterations, ``max-resumes``
-1, and the iteration's outcome is its cycle's (the 0.7.0 outcomes are all 0.7.3 cycle outcomes).
-Reviews stay 0.7.0-shaped in this mode (``reviews/{w}-i{N}-r{R}.json``).
+module only knows which engine facts go into which field.
+
+Which files each worker mode writes:
+
+- 0.7.0 mode (``iterations``): ``iterations/{w}-i{N}.json`` and ``reviews/{w}-i{N}-r{R}.json``
+  (0.7.0's shapes), ``calls/{w}-i{N}.json``, and each iteration again as a 0.7.3 cycle of one
+  attempt (``cycles/{w}-c{N}.json``; ``max-cycles`` is its iterations, ``max-resumes`` 1), so
+  that a dashboard that reads only 0.7.3 sees it. An outcome 0.7.0 does not know (sync before
+  merge's ``merge-failed`` and ``sync-failed``) is an ``error`` in the iteration file, whose
+  snippet names it; the cycle file has it as it is.
+- 0.7.3 mode (``max_cycle``): what oompa 0.7.3 writes, ``cycles/{w}-c{N}.json`` (rewritten at
+  each attempt that leaves the cycle open) and ``reviews/{w}-c{N}-r{R}.json`` (0.7.3's review
+  shape), plus our ``calls/{w}-c{N}.json``; no iteration files, as a cycle is not one.
+
+``run.json``, ``summary.json``, ``started.json``, ``stopped.json`` and ``workers/`` are written
+for every run (a worker's ``iterations`` there count its cycles in 0.7.3 mode).
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from pytest_oompa.core.config import AgentSpec, SwarmConfig
 from pytest_oompa.core.results import (
     CallRecord,
     IterationResult,
+    Outcome,
     ReviewRound,
     WorkerReport,
     WorkerStatus,
@@ -29,6 +42,17 @@ from pytest_oompa.runs.artifacts import ArtifactStore, utc_now_iso, validate_art
 from pytest_oompa.runs.events import EventWriter, StartedPlanner, StartedReviewer, StartedWorker
 
 ERROR_SNIPPET = 200
+# Outcomes oompa 0.7.0's iteration and live-summary files cannot hold (their enums): written
+# there as errors.
+NOT_IN_0_7_0 = frozenset(
+    {
+        Outcome.MERGE_FAILED,
+        Outcome.SYNC_FAILED,
+        Outcome.STUCK,
+        Outcome.INTERRUPTED,
+        Outcome.NEEDS_FOLLOWUP,
+    }
+)
 
 
 def _prompts(agent: AgentSpec) -> list[str]:
@@ -75,7 +99,7 @@ class Recorder:
                         "harness": w.agent.harness,
                         "model": w.agent.model,
                         "reasoning": w.agent.reasoning,
-                        "iterations": w.iterations,
+                        "iterations": w.units,
                         "can-plan": w.can_plan,
                         "prompts": _prompts(w.agent),
                     }
@@ -110,8 +134,9 @@ class Recorder:
                     harness=w.agent.harness,
                     model=w.agent.model,
                     reasoning=w.agent.reasoning,
-                    max_cycles=w.iterations,
-                    max_resumes=1,  # 0.7.0 mode: a cycle is one attempt
+                    max_cycles=w.units,
+                    # 0.7.0 mode: a cycle is one attempt
+                    max_resumes=w.cycles.max_resumes if w.cycles_mode else 1,
                     can_plan=w.can_plan,
                     prompts=_prompts(w.agent),
                 )
@@ -147,7 +172,20 @@ class Recorder:
         """``stopped.json``, once, when the run's end is recorded."""
         return self.events.stopped(reason, error)
 
+    def _cycles(self, worker_id: str) -> bool:
+        return any(w.id == worker_id and w.cycles_mode for w in self.config.workers)
+
     def review(self, worker_id: str, iteration: int, review: ReviewRound) -> Path:
+        if self._cycles(worker_id):
+            return self.events.review(
+                worker_id,
+                iteration,
+                review.round,
+                verdict=review.verdict,
+                output=review.output,
+                diff_files=review.diff_files,
+                duration_ms=review.call.duration_ms,
+            )
         return self.store.write_review(
             {
                 "worker-id": worker_id,
@@ -160,17 +198,28 @@ class Recorder:
             }
         )
 
-    def calls(self, who: str, iteration: int | None, records: Iterable[CallRecord]) -> Path:
-        """calls/{who}.json: every harness call of an iteration (who = w0-i3), of the planner
-        or of the preflight, with tokens, cost and the paths of its log and error files."""
+    def calls(
+        self,
+        who: str,
+        iteration: int | None,
+        records: Iterable[CallRecord],
+        *,
+        worker: str | None = None,
+        cycle: bool = False,
+    ) -> Path:
+        """calls/{who}.json: every harness call of an iteration (who = w0-i3), a cycle
+        (w0-c3), the planner or the preflight, with tokens, cost and the paths of its log and
+        error files."""
         data = {
             "swarm-id": self.store.swarm_id,
-            "worker-id": who.rsplit("-i", 1)[0] if iteration is not None else who,
-            "iteration": iteration,
+            "worker-id": worker or who,
+            "iteration": None if cycle else iteration,
+            "cycle": iteration if cycle else None,
             "calls": [
                 {
                     "name": c.name,
                     "role": c.role,
+                    "attempt": c.attempt,
                     "harness": c.harness,
                     "model": c.model,
                     "argv": list(c.argv),
@@ -200,28 +249,11 @@ class Recorder:
         return path
 
     def iteration(self, result: IterationResult) -> Path:
-        snippet = None
-        if result.error:
-            last = result.calls[-1] if result.calls else None
-            raw = (last.stdout_tail or last.stderr_tail) if last else ""
-            snippet = (f"{result.error}\n{raw}" if raw else result.error)[:ERROR_SNIPPET]
-        path = self.store.write_iteration(
-            {
-                "worker-id": result.worker_id,
-                "iteration": result.iteration,
-                "outcome": result.outcome.value,
-                "timestamp": result.finished_at,
-                "duration-ms": result.duration_ms,
-                "task-id": result.task_ids[0] if result.task_ids else None,
-                "recycled-tasks": list(result.recycled),
-                "error-snippet": snippet,
-                "review-rounds": result.review_rounds,
-                "metrics": result.metrics,
-            }
-        )
-        # The same iteration as a 0.7.3 cycle of one attempt: its outcome closes it (or leaves it
-        # open, working or claimed, which in this mode is the cycle's last word all the same).
-        self.events.cycle(
+        """The files of a finished iteration or cycle (see the module docstring); returns the
+        one its item names: the iteration file, or the cycle file in 0.7.3 mode."""
+        snippet = _snippet(result)
+        path = None if result.cycle else self._iteration_file(result, snippet)
+        cycle = self.events.cycle(
             result.worker_id,
             result.iteration,
             result.outcome.value,
@@ -233,13 +265,52 @@ class Recorder:
             timestamp=result.finished_at,
         )
         if result.calls:
-            who = f"{result.worker_id}-i{result.iteration}"
-            self.calls(who, result.iteration, result.calls)
+            self.calls(
+                f"{result.worker_id}-{result.label}",
+                result.iteration,
+                result.calls,
+                worker=result.worker_id,
+                cycle=result.cycle,
+            )
+        # live-summary.json is oompa 0.7.0's: an outcome it does not know reads as an error
+        status = "error" if result.outcome in NOT_IN_0_7_0 else result.outcome.value
         self.store.update_live_summary(
-            result.worker_id,
-            {**result.metrics, "iteration": result.iteration, "status": result.outcome.value},
+            result.worker_id, {**result.metrics, "iteration": result.iteration, "status": status}
         )
-        return path
+        return path or cycle
+
+    def attempt(self, result: IterationResult) -> Path:
+        """A cycle's attempt that left it open (0.7.3 mode): its file reads claimed or working
+        (a NEEDS_FOLLOWUP being followed up is working) until an outcome closes it."""
+        outcome = "claimed" if result.outcome is Outcome.CLAIMED else "working"
+        return self.events.cycle(
+            result.worker_id,
+            result.iteration,
+            outcome,
+            duration_ms=result.duration_ms,
+            claimed_task_ids=result.task_ids,
+            review_rounds=result.review_rounds,
+            timestamp=result.finished_at,
+        )
+
+    def _iteration_file(self, result: IterationResult, snippet: str | None) -> Path:
+        outcome = result.outcome
+        if outcome in NOT_IN_0_7_0:
+            snippet = f"{outcome.value}: {snippet or ''}"[:ERROR_SNIPPET]
+        return self.store.write_iteration(
+            {
+                "worker-id": result.worker_id,
+                "iteration": result.iteration,
+                "outcome": "error" if outcome in NOT_IN_0_7_0 else outcome.value,
+                "timestamp": result.finished_at,
+                "duration-ms": result.duration_ms,
+                "task-id": result.task_ids[0] if result.task_ids else None,
+                "recycled-tasks": list(result.recycled),
+                "error-snippet": snippet,
+                "review-rounds": result.review_rounds,
+                "metrics": result.metrics,
+            }
+        )
 
     def summary(self, reports: Iterable[WorkerReport]) -> Path:
         workers = [summary_entry(r) for r in reports]
@@ -273,3 +344,12 @@ def summary_entry(report: WorkerReport) -> dict[str, Any]:
         "recycled": m.recycled,
         "review-rounds-total": m.review_rounds_total,
     }
+
+
+def _snippet(result: IterationResult) -> str | None:
+    """The error and the tail of the last call's output, cut to the contract's snippet."""
+    if not result.error:
+        return None
+    last = result.calls[-1] if result.calls else None
+    raw = (last.stdout_tail or last.stderr_tail) if last else ""
+    return (f"{result.error}\n{raw}" if raw else result.error)[:ERROR_SNIPPET]

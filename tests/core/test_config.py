@@ -6,16 +6,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_oompa.core.config import (
-    CYCLES_NOT_RUN,
     REASONING_LEVELS,
-    SYNC_NOT_RUN,
     ConfigError,
     CycleLimits,
-    EngineGap,
-    engine_gaps,
     load_config,
     parse_model,
-    refuse_engine_gaps,
 )
 
 HARNESSES = ("claude", "codex", "opencode", "gemini")
@@ -295,7 +290,6 @@ def test_a_worker_with_neither_key_stays_an_oompa_0_7_0_worker(tmp_path):
     config = load_config(write(tmp_path, {"workers": [{"model": "claude:opus"}]}), HARNESSES)
     (w0,) = config.workers
     assert (w0.mode, w0.iterations, w0.sync_before_merge) == ("0.7.0", 10, False)
-    assert engine_gaps(config) == []
 
 
 def test_every_0_7_3_key_resolves_and_any_one_makes_a_0_7_3_worker(tmp_path):
@@ -388,34 +382,22 @@ def test_both_versions_in_one_worker_are_reported_with_every_other_problem(tmp_p
     assert found["workers[0]"].startswith(BOTH)
 
 
-def test_what_the_engine_cannot_run_yet_is_refused_with_the_json_path(tmp_path):
-    config = load_config(
-        write(
-            tmp_path,
-            {
-                "workers": [
-                    {"model": "claude:opus", "iterations": 2},
-                    {"model": "codex:o3", "max_cycle": 3, "count": 2},
-                ]
-            },
-        ),
-        HARNESSES,
-    )
-    assert engine_gaps(config) == [("workers[1]", CYCLES_NOT_RUN)]  # once for the two copies
-    assert CYCLES_NOT_RUN.startswith(
-        "max_cycle (oompa 0.7.3 cycles) is accepted by the config but the engine does not run "
-        "cycles yet"
-    )
-    with pytest.raises(EngineGap) as info:
-        refuse_engine_gaps(config)
-    assert isinstance(info.value, ConfigError)  # a usage error wherever a config error is one
-    assert "asks for what the engine cannot run yet (1 problem(s)):" in str(info.value)
-    assert f"  workers[1]: {CYCLES_NOT_RUN}" in str(info.value)
+def test_units_are_iterations_or_cycles(tmp_path):
+    data = {
+        "workers": [
+            {"model": "claude:opus", "iterations": 2},
+            {"model": "codex:o3", "max_cycle": 3},
+        ]
+    }
+    w0, w1 = load_config(write(tmp_path, data), HARNESSES).workers
+    assert (w0.units, w0.unit, w0.cycles_mode) == (2, "i", False)
+    assert (w1.units, w1.unit, w1.cycles_mode) == (3, "c", True)
 
 
-def test_sync_before_merge_on_a_0_7_0_worker_is_refused_until_the_engine_syncs(tmp_path):
-    data = {"workers": [{"model": "claude:opus"}], "sync_before_merge": True}
+def test_outcome_verdicts_know_the_0_7_3_outcomes(tmp_path):
+    data = {"workers": [{"model": "claude:opus"}], "outcomes": {"stuck": "xfail"}}
     config = load_config(write(tmp_path, data), HARNESSES)
-    assert engine_gaps(config) == [("sync_before_merge", SYNC_NOT_RUN)]
-    data["sync_before_merge"] = False
-    refuse_engine_gaps(load_config(write(tmp_path, data), HARNESSES))  # today's behaviour
+    assert config.outcomes["stuck"] == "xfail"
+    assert config.outcomes["interrupted"] == "skip"
+    for failed in ("merge-failed", "sync-failed", "needs-followup"):
+        assert config.outcomes[failed] == "fail"

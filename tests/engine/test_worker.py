@@ -2,27 +2,36 @@
 
 Two levels, as xdist tests its schedulers with ``MockNode``:
 - ``next_step`` (engine/decision.py) is driven by a table: what the agent replied and what the
-  repo, the reviewer and the merge answer -> the steps asked and the outcome.
-- ``WorkerRunner`` is driven with stub collaborators (a scripted harness caller, an in-memory
-  repo and task queue, lists for the recorder's callbacks), whole iterations at a time.
+  repo, the reviewer, the sync and the merge answer -> the steps asked and the outcome.
+- ``WorkerRunner`` is driven with stub collaborators (support/engine_stubs.py: a scripted
+  harness caller, an in-memory repo and task queue, lists for the recorder's callbacks), whole
+  iterations at a time. Cycles (oompa 0.7.3 mode) are test_cycles.py's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from support.engine_stubs import (
+    CODEX,
+    Answer,
+    StubCaller,
+    StubGuard,
+    StubQueue,
+    StubRepo,
+    Swarm,
+    worker,
+)
 
-from pytest_oompa.core.config import AgentSpec, WorkerSpec
-from pytest_oompa.core.results import CallRecord, IterationResult, Outcome, WorkerStatus
+from pytest_oompa.core.results import Outcome, WorkerStatus
 from pytest_oompa.engine.decision import (
     APPROVED,
     MAX_CONSECUTIVE_ERRORS,
+    MAX_MERGES,
+    MAX_RESOLVES,
     MAX_REVIEW_ROUNDS,
     NEEDS_CHANGES,
     Ending,
@@ -35,17 +44,12 @@ from pytest_oompa.engine.decision import (
     next_step,
     release_after,
 )
-from pytest_oompa.engine.git import GitError, Worktree
-from pytest_oompa.engine.guard import Findings
 from pytest_oompa.engine.markers import (
     DONE_SIGNAL,
     FOLLOWUP_SIGNAL,
     MERGE_SIGNAL,
     parse_signals,
 )
-from pytest_oompa.engine.spend import SpendMeter
-from pytest_oompa.engine.tasks import ClaimResult, CompletionReport, TaskCounts
-from pytest_oompa.engine.worker import SwarmContext, WorkerRunner
 
 MERGE = MERGE_SIGNAL
 DONE = DONE_SIGNAL
@@ -78,7 +82,13 @@ class Row:
     ahead: int = 1  # commits ahead of main
     reviews: tuple[str | Failed, ...] = ()  # the reviewer's verdicts, round by round
     fixes: tuple[Failed | None, ...] = ()  # None: the fix call succeeded
-    merge_error: str | None = None
+    merge_error: str | None = None  # every merge fails so
+    # sync before merge (oompa 0.7.3): its answers in order, a conflict or None (clean; also
+    # past the script); the resolve calls' (None: it answered); the merges' (None: merged)
+    sync: bool = False
+    syncs: tuple[str | None, ...] = ()
+    resolves: tuple[Failed | None, ...] = ()
+    merges: tuple[str | None, ...] = ()
     # the call (by step: "call", "review", "fix") after which the guard found a breach
     breach_after: str | None = None
 
@@ -88,7 +98,12 @@ BREACH = "wrote outside its worktree: a.txt (moved to stray/w0-i1-worker-1/)"
 
 def play(row: Row) -> tuple[list[Step], Ending]:
     """Drive next_step as the runner does, answering each step from the row."""
-    facts = Facts(can_plan=row.can_plan, reviewer=row.reviewer, worktree_error=row.worktree_error)
+    facts = Facts(
+        can_plan=row.can_plan,
+        reviewer=row.reviewer,
+        worktree_error=row.worktree_error,
+        sync=row.sync,
+    )
     steps: list[Step] = []
     while not isinstance(step := next_step(facts), Ending):
         steps.append(step)
@@ -115,9 +130,22 @@ def play(row: Row) -> tuple[list[Step], Ending]:
                 facts = dataclasses.replace(facts, fix_failure=fix.failure)
             else:
                 facts = dataclasses.replace(facts, fixes=facts.fixes + 1)
+        elif step is Step.SYNC:
+            n = len(facts.syncs)
+            conflict = row.syncs[n] if n < len(row.syncs) else None
+            facts = dataclasses.replace(facts, syncs=(*facts.syncs, conflict))
+        elif step is Step.RESOLVE:
+            n = facts.resolves
+            resolve = row.resolves[n] if n < len(row.resolves) else None
+            if resolve is not None:
+                facts = dataclasses.replace(facts, resolve_failure=resolve.failure)
+            else:
+                facts = dataclasses.replace(facts, resolves=n + 1)
         elif step is Step.MERGE:
-            if row.merge_error is not None:
-                facts = dataclasses.replace(facts, merge_error=row.merge_error)
+            n = len(facts.merge_errors)
+            error = row.merges[n] if n < len(row.merges) else row.merge_error
+            if error is not None:
+                facts = dataclasses.replace(facts, merge_errors=(*facts.merge_errors, error))
             else:
                 facts = dataclasses.replace(facts, merged_commit="c0ffee")
         if step.value == row.breach_after:
@@ -127,7 +155,11 @@ def play(row: Row) -> tuple[list[Step], Ending]:
 
 ER, CL, WO, DN = Outcome.ERROR, Outcome.CLAIMED, Outcome.WORKING, Outcome.DONE
 XD, MG, RJ, NC = Outcome.EXECUTOR_DONE, Outcome.MERGED, Outcome.REJECTED, Outcome.NO_CHANGES
+NF, SF, MF = Outcome.NEEDS_FOLLOWUP, Outcome.SYNC_FAILED, Outcome.MERGE_FAILED
 A, N, R = APPROVED, NEEDS_CHANGES, REJECTED
+C = "CONFLICT (content): Merge conflict in src/app.py"
+# Outcomes only a runner reaches: a cycle out of attempts, a cycle the stop cut short.
+RUNNER_OUTCOMES = {Outcome.STUCK, Outcome.INTERRUPTED}
 
 
 def reviewed(*verdicts: str | Failed) -> dict[str, Any]:
@@ -150,8 +182,9 @@ ROWS = [
     Row("done, planner", DONE, "call", DN),
     Row("done, executor", DONE, "call", XD, can_plan=False),
     Row("claim and done, executor", f"CLAIM(t1) {DONE}", "call", XD, can_plan=False),
-    # oompa 0.7.3's NEEDS_FOLLOWUP: in 0.7.0 mode alone it is no signal; others win, as upstream
-    Row("needs followup (0.7.0: no signal)", f"{FOLLOWUP}: needs the db schema", "call", WO),
+    # oompa 0.7.3's NEEDS_FOLLOWUP: alone, a follow-up (0.7.0 mode records the iteration as
+    # working); any other signal wins, as upstream
+    Row("needs followup", f"{FOLLOWUP}: needs the db schema", "call", NF),
     Row("needs followup and claim", f"{FOLLOWUP}: blocked\nCLAIM(t1)", "call", CL),
     Row("needs followup and done", f"{FOLLOWUP}: nothing left\n{DONE}", "call", DN),
     # what there is to merge
@@ -163,6 +196,27 @@ ROWS = [
     Row("commits, no diff", MERGE, "call inspect count-commits merge", MG, files=()),
     Row("merge fails", MERGE, "call inspect merge", ER, "merge into main failed, aborted: CONFLICT",
         merge_error="CONFLICT (content)"),
+    # sync before merge (oompa 0.7.3): main into the branch first, the agent resolves conflicts
+    Row("sync clean", MERGE, "call inspect sync merge", MG, sync=True),
+    Row("sync conflict, resolved", MERGE, "call inspect sync resolve sync merge", MG,
+        sync=True, syncs=(C,)),
+    Row("sync conflict every time", MERGE,
+        "call inspect" + " sync resolve" * MAX_RESOLVES + " sync", SF,
+        "the branch still does not merge main after 5 attempts to resolve: CONFLICT",
+        sync=True, syncs=(C,) * (MAX_RESOLVES + 1)),
+    Row("resolve call fails", MERGE, "call inspect sync resolve", SF,
+        "resolving the conflict failed: timeout", sync=True, syncs=(C,),
+        resolves=(Failed("timeout after 60 s"),)),
+    Row("main moved after the sync", MERGE, "call inspect sync merge sync merge", MG,
+        sync=True, merges=(C, None)),
+    Row("merge fails after every sync", MERGE,
+        "call inspect" + " sync merge" * MAX_MERGES, MF,
+        "merge into main failed 3 times after syncing, aborted: CONFLICT", sync=True,
+        merge_error=C),
+    Row("sync, reviewed first", MERGE, "call inspect review sync resolve sync merge", MG,
+        sync=True, syncs=(C,), **reviewed(A)),
+    Row("sync, nothing changed", MERGE, "call inspect count-commits", NC, files=(), ahead=0,
+        sync=True),
     # what the reviewer says
     Row("approved", MERGE, "call inspect review merge", MG, **reviewed(A)),
     Row("task files only: no review", MERGE, "call inspect merge", MG,
@@ -220,7 +274,7 @@ def test_outcome_of_agent_reply_and_repo_state(row: Row) -> None:
 
 
 def test_the_table_reaches_every_outcome_through_every_step() -> None:
-    assert {row.outcome for row in ROWS} == set(Outcome)
+    assert {row.outcome for row in ROWS} == set(Outcome) - RUNNER_OUTCOMES
     assert {step for row in ROWS for step in play(row)[0]} == set(Step)
     assert len({row.id for row in ROWS}) == len(ROWS)
 
@@ -249,6 +303,9 @@ def test_the_fix_changes_what_the_reviewer_sees_not_whether_to_review() -> None:
     [
         (Outcome.CLAIMED, Release.CONTINUE),
         (Outcome.WORKING, Release.CONTINUE),
+        (Outcome.NEEDS_FOLLOWUP, Release.CONTINUE),
+        (Outcome.SYNC_FAILED, Release.RECYCLE),
+        (Outcome.MERGE_FAILED, Release.RECYCLE),
         (Outcome.DONE, Release.FINISH),
         (Outcome.MERGED, Release.FINISH),
         (Outcome.EXECUTOR_DONE, Release.RECYCLE),
@@ -287,241 +344,6 @@ def test_the_worker_gives_up_after_consecutive_errors() -> None:
 
 
 # -- the runner, with stub collaborators -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One scripted harness call: the role it must be for, and what comes back."""
-
-    role: str
-    text: str = ""
-    failure: str | None = None
-    session: str | None = "s1"
-    cancelled: bool = False
-    raises: Exception | None = None
-
-
-@dataclass(frozen=True)
-class Parsed:
-    text: str
-
-
-@dataclass(frozen=True)
-class StubCall:
-    """What the runner reads of engine.calls.CallOutcome."""
-
-    record: CallRecord
-    parsed: Parsed
-    cancelled: bool = False
-
-    @property
-    def failure(self) -> str | None:
-        return self.record.failure
-
-    @property
-    def session_id(self) -> str | None:
-        return self.record.session_id
-
-
-@dataclass(frozen=True)
-class Seen:
-    role: str
-    name: str
-    session: Any  # SessionMode
-    prompt: str
-
-
-class StubCaller:
-    """A harness caller that plays a script; no process."""
-
-    default_timeout: float | None = None
-    spend = SpendMeter()  # no limits: never refuses
-
-    def __init__(self, *answers: Answer) -> None:
-        self.answers = list(answers)
-        self.seen: list[Seen] = []
-
-    def call(
-        self,
-        agent: AgentSpec,
-        *,
-        role: str,
-        prompt: str,
-        cwd: Path,
-        session: Any,
-        timeout: float | None = None,
-        name: str | None = None,
-        worker: str | None = None,
-    ) -> StubCall:
-        self.seen.append(Seen(role, name or "", session, prompt))
-        assert self.answers, f"unscripted {role} call"
-        answer = self.answers.pop(0)
-        assert answer.role == role
-        if answer.raises is not None:
-            raise answer.raises
-        record = CallRecord(
-            role=role,
-            harness=agent.harness,
-            model=agent.model,
-            argv=(agent.harness,),
-            cwd=str(cwd),
-            exit_code=None if answer.failure else 0,
-            duration_ms=1,
-            failure=answer.failure,
-            reply=answer.text,
-            session_id=answer.session,
-            name=name or "",
-        )
-        return StubCall(record, Parsed(answer.text), answer.cancelled)
-
-
-def git_error(stderr: str) -> GitError:
-    return GitError(["merge"], Path("/repo"), 1, stderr)
-
-
-class StubRepo:
-    """The repo as the runner sees it: the agent's worktree holds ``files`` changed vs main."""
-
-    def __init__(
-        self,
-        files: Sequence[str] = ("src/app.py",),
-        *,
-        ahead: int = 1,
-        merge_error: str | None = None,
-        worktree_error: str | None = None,
-        diff_error: str | None = None,
-    ) -> None:
-        self.files = list(files)
-        self.ahead = ahead
-        self.merge_error = merge_error
-        self.worktree_error = worktree_error
-        self.diff_error = diff_error
-        self.merge_lock = threading.Lock()
-        self.log: list[str] = []
-        self.live: set[str] = set()  # worktrees not removed yet
-
-    def add_worktree(self, worker_id: str, iteration: int) -> Worktree:
-        if self.worktree_error:
-            raise git_error(self.worktree_error)
-        name = f"{worker_id}-i{iteration}"
-        self.log.append(f"add {name}")
-        self.live.add(name)
-        return Worktree(Path(f"/nonexistent/.{name}"), f"oompa/{name}", name)
-
-    def remove_worktree(self, wt: Worktree) -> None:
-        self.log.append(f"remove {wt.name}")
-        self.live.discard(wt.name)
-
-    def commit_all(self, wt: Worktree, message: str) -> bool:
-        self.log.append(f"commit {message}")
-        return True
-
-    def changed_files(self, wt: Worktree) -> list[str]:
-        if self.diff_error:
-            raise git_error(self.diff_error)
-        return list(self.files)
-
-    def commits_ahead(self, wt: Worktree) -> int:
-        self.log.append("commits-ahead")
-        return self.ahead
-
-    def diff_text(self, wt: Worktree) -> str:
-        return "".join(f"diff --git a/{f} b/{f}\n" for f in self.files)
-
-    def merge(self, wt: Worktree, message: str) -> str:
-        assert self.merge_lock.locked()
-        if self.merge_error:
-            raise git_error(self.merge_error)
-        self.log.append(f"merge {wt.branch}")
-        return "c0ffee"
-
-
-class StubQueue:
-    """The task queue in memory: pending ids, and who holds each task in current/."""
-
-    def __init__(self, *pending: str) -> None:
-        self.pending = set(pending)
-        self.owners: dict[str, str] = {}
-        self.completed: list[str] = []
-
-    def claim(self, task_ids: Iterable[str], worker_id: str) -> ClaimResult:
-        ids = list(task_ids)
-        claimed = [t for t in ids if t in self.pending]
-        for task_id in claimed:
-            self.pending.discard(task_id)
-            self.owners[task_id] = worker_id
-        return ClaimResult(tuple(claimed), (), tuple(t for t in ids if t not in claimed))
-
-    def adopt_unowned(self, worker_id: str) -> list[str]:
-        return []
-
-    def owned_by(self, worker_id: str) -> list[str]:
-        return sorted(t for t, w in self.owners.items() if w == worker_id)
-
-    def recycle(self, task_ids: Iterable[str]) -> list[str]:
-        moved = [t for t in task_ids if self.owners.pop(t, None) is not None]
-        self.pending.update(moved)
-        return moved
-
-    def complete(self, task_ids: Iterable[str], annotation: dict[str, Any]) -> CompletionReport:
-        done = [t for t in task_ids if self.owners.pop(t, None) is not None]
-        self.completed += done
-        return CompletionReport(completed=done)
-
-    def counts(self) -> TaskCounts:
-        return TaskCounts(len(self.pending), len(self.owners), len(self.completed))
-
-    def describe(self) -> str:
-        return f"Pending tasks: {', '.join(sorted(self.pending)) or '(none)'}"
-
-
-@dataclass
-class Swarm:
-    """One worker on stubs, and what it reported."""
-
-    caller: StubCaller
-    repo: StubRepo = field(default_factory=StubRepo)
-    queue: StubQueue = field(default_factory=StubQueue)
-    reviewer: AgentSpec | None = None
-    can_plan: bool = True
-    iterations: int = 3
-    iteration_timeout: float | None = None
-    results: list[IterationResult] = field(default_factory=list)
-    reviews: list[tuple[str, int, str]] = field(default_factory=list)
-    guard: Any = None
-
-    def runner(self) -> WorkerRunner:
-        ctx = SwarmContext(
-            swarm_id="s",
-            repo=self.repo,  # type: ignore[arg-type]
-            queue=self.queue,  # type: ignore[arg-type]
-            caller=self.caller,  # type: ignore[arg-type]
-            stop=threading.Event(),
-            reviewer=self.reviewer,
-            executor_wait=0,
-            iteration_timeout=self.iteration_timeout,
-            on_review=lambda wid, n, round_: self.reviews.append((wid, n, round_.verdict)),
-            on_iteration=self.results.append,
-            guard=self.guard,
-        )
-        agent = AgentSpec(harness="claude", model="opus")
-        spec = WorkerSpec("w0", agent, iterations=self.iterations, can_plan=self.can_plan)
-        return WorkerRunner(spec, ctx)
-
-    @property
-    def outcomes(self) -> list[Outcome]:
-        return [r.outcome for r in self.results]
-
-    @property
-    def roles(self) -> list[str]:
-        return [seen.role for seen in self.caller.seen]
-
-
-CODEX = AgentSpec(harness="codex", model="gpt-5")
-
-
-def worker(text: str = "", **kw: Any) -> Answer:
-    return Answer("worker", text, **kw)
 
 
 def test_claim_then_merge() -> None:
@@ -707,29 +529,6 @@ def test_a_stopping_swarm_abandons_the_iteration() -> None:
     assert swarm.outcomes == [Outcome.CLAIMED]  # the abandoned iteration is not reported
     assert report.interrupted and report.status is WorkerStatus.IDLE
     assert swarm.queue.pending == {"t1"} and swarm.repo.live == set()
-
-
-class StubGuard:
-    """The containment guard: charges the calls named in ``breaches`` with a breach."""
-
-    def __init__(self, breaches: dict[str, str]) -> None:
-        self.breaches = breaches
-        self.watched: list[str] = []
-        self.forgotten: list[str] = []
-
-    def begin(self, name: str, worker: str, worktree: Worktree) -> str:
-        return name
-
-    def end(self, name: str) -> Findings:
-        self.watched.append(name)
-        error = self.breaches.get(name)
-        return Findings((error,) if error else (), ("a note",) if error else ())
-
-    def forget(self, worktree: Worktree) -> None:
-        self.forgotten.append(worktree.name)
-
-    def before_merge(self) -> None:
-        pass
 
 
 def test_a_breach_ends_the_iteration_as_an_error_and_recycles_its_tasks() -> None:

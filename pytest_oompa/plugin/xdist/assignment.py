@@ -34,7 +34,8 @@ def parse_collection(
     """(the swarm file's node id, {collection index: item key}) from a node's collection.
 
     Keys are those of the oompa items: ``"planner"``, ``"gate"``, ``(worker_id, n)``.
-    ``workers`` maps each configured worker id to its iteration count.
+    ``workers`` maps each configured worker id to its item count (iterations ``i3``, or an
+    oompa 0.7.3 worker's cycles ``c3``).
     """
     found: dict[str, dict[int, Any]] = {}
     for index, nodeid in enumerate(ids):
@@ -44,7 +45,7 @@ def parse_collection(
         if last in ("planner", "gate"):
             found.setdefault(head, {})[index] = last
             continue
-        match = re.fullmatch(r"i([1-9][0-9]*)", last)
+        match = re.fullmatch(r"[ic]([1-9][0-9]*)", last)
         if match is None:
             continue
         prefix, _, worker = head.rpartition("::")

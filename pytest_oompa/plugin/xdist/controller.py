@@ -176,7 +176,7 @@ class Controller:
             expected = config.path.relative_to(self.config.rootpath).as_posix()
         except ValueError:
             expected = None
-        workers = {w.id: w.iterations for w in config.workers}
+        workers = {w.id: w.units for w in config.workers}
         self.prefix, keys = parse_collection(ids, workers, expected)
         limits: dict[str, int] = {}
         for key in keys.values():
@@ -320,7 +320,8 @@ def _stopped_report(session: SwarmSession, worker_id: str, reason: str) -> Worke
         harness=spec.agent.harness,
         model=spec.agent.model,
         status=WorkerStatus.IDLE,
-        iterations=spec.iterations,
+        iterations=spec.units,
+        cycles=spec.cycles_mode,
         iterations_run=0,
         metrics=WorkerMetrics(),
         stop_reason=reason,
