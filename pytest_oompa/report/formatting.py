@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
+from pytest_oompa.runs.reader import plural
+
 __all__ = [
     "clip",
     "fmt_cost",
@@ -19,6 +21,7 @@ __all__ = [
     "fmt_offset",
     "fmt_tick",
     "fmt_ts",
+    "plural",
     "sum_known",
 ]
 

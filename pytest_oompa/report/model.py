@@ -7,13 +7,16 @@ written on another machine and for a run that was cut off. Every contract file i
 read; a file that cannot be read, is not JSON or fails its schema becomes a :class:`Problem` that
 the page lists, never an exception: a report of a broken run is when it is needed most.
 
-A run folder oompa 0.7.3 wrote (``started.json``, ``cycles/``, ``reviews/{w}-c{N}-r{R}.json``,
-``stopped.json``, ``workers/``, no run.json and no iterations) is read too, leniently (upstream's
-extra fields are dropped, see :mod:`pytest_oompa.runs.files`): when a folder has no iteration
-files, each cycle file becomes one :class:`Iteration` (``source == "cycle"``, ``n`` its cycle),
-so the timeline and the tables show cycles with their outcomes, and a worker's ``max-cycles``
-stands in for its configured iterations. Its status and its workers' follow unleashd's rules
-(:mod:`pytest_oompa.runs.events`).
+Cycles are read too: those of our workers in 0.7.3 mode (``max_cycle``: run.json and summary.json
+as ever, plus ``cycles/{w}-c{N}.json``, ``reviews/{w}-c{N}-r{R}.json`` and
+``calls/{w}-c{N}.json`` with every attempt's calls) and those of a run folder oompa 0.7.3 wrote
+(``started.json``, ``cycles/``, ``stopped.json``, ``workers/``, no run.json), leniently
+(upstream's extra fields are dropped, see :mod:`pytest_oompa.runs.files`). Per worker: one with
+iteration files is shown from them (in 0.7.0 mode its cycle files repeat its iterations), any
+other from its cycle files, each one :class:`Iteration` with ``source == "cycle"`` and ``n`` its
+cycle, named ``c3`` where an iteration is ``i3``. A worker's ``max-cycles`` stands in for its
+configured iterations when there is no run.json. A 0.7.3 run's status and its workers' follow
+unleashd's rules (:mod:`pytest_oompa.runs.events`).
 
 Loading is kept apart from rendering so that what the page shows (:class:`Run` and its derived
 facts: status, start, end, worker order) can be read and tested without any markup.
@@ -31,10 +34,14 @@ from typing import Any
 
 from pytest_oompa.report.formatting import fmt_ms
 from pytest_oompa.runs.artifacts import ARTIFACT_KINDS, ArtifactError
-from pytest_oompa.runs.events import pid_alive, run_status, worker_label
-from pytest_oompa.runs.files import read_lenient
+from pytest_oompa.runs.events import OPEN_OUTCOMES, pid_alive, run_status, worker_label
+from pytest_oompa.runs.files import CYCLE_NAME, ITERATION_NAME, iteration_workers, read_lenient
+from pytest_oompa.runs.reader import CYCLE_ERRORS, in_units
 
 __all__ = [
+    "CYCLE_ONLY_OUTCOMES",
+    "ERROR_OUTCOMES",
+    "FAILED_OUTCOMES",
     "HEARTBEAT_STALE_S",
     "OUTCOMES",
     "Call",
@@ -60,12 +67,24 @@ OUTCOMES: dict[str, tuple[str, str]] = {
     "no-changes": ("N", "asked for a merge with nothing to merge"),
     "done": ("D", "said __DONE__: the worker stopped"),
     "executor-done": ("X", "an executor said __DONE__: its session was reset"),
+    # cycles only (oompa 0.7.3)
+    "merge-failed": ("F", "reviewed, but the merge into main failed"),
+    "sync-failed": ("S", "main could not be merged into the branch before the merge"),
+    "stuck": ("K", "used every attempt of the cycle without finishing: its tasks were recycled"),
+    "interrupted": ("I", "the swarm was stopped during the cycle"),
+    "needs-followup": ("U", "the agent asked for a follow-up it was not granted"),
 }
+#: Outcomes only a cycle can have: the legend lists them for runs with cycles.
+CYCLE_ONLY_OUTCOMES = ("merge-failed", "sync-failed", "stuck", "interrupted", "needs-followup")
+#: Outcomes that count as errors (a worker's error count, where no summary counts them).
+ERROR_OUTCOMES = CYCLE_ERRORS
+#: Outcomes that count as failed in the page's totals: the errors and the rejections.
+FAILED_OUTCOMES = CYCLE_ERRORS | {"rejected"}
 HEARTBEAT_STALE_S = 30.0
 
-_ITERATION_FILE = re.compile(r"(?P<w>[A-Za-z0-9._-]+)-i(?P<n>[0-9]+)\.json")
+_ITERATION_FILE = ITERATION_NAME
 _REVIEW_FILE = re.compile(r"(?P<w>[A-Za-z0-9._-]+)-i(?P<n>[0-9]+)-r(?P<r>[0-9]+)\.json")
-_CYCLE_FILE = re.compile(r"(?P<w>[A-Za-z0-9._-]+)-c(?P<n>[0-9]+)\.json")
+_CYCLE_FILE = CYCLE_NAME
 _CYCLE_REVIEW_FILE = re.compile(r"(?P<w>[A-Za-z0-9._-]+)-c(?P<n>[0-9]+)-r(?P<r>[0-9]+)\.json")
 _WORKER_FILE = re.compile(r"(?P<w>[A-Za-z0-9._-]+)\.json")
 _LINK = re.compile(r"(?:commands|errors)/[A-Za-z0-9_][A-Za-z0-9._-]*")
@@ -144,6 +163,7 @@ class Call:
     log: str | None  # a checked relative path, or None
     error: str | None
     stderr_tail: str = ""  # from the error artifact, when there is one
+    attempt: int | None = None  # the attempt of its cycle (0.7.3 mode)
 
 
 @dataclass
@@ -162,7 +182,8 @@ class Review:
 
 @dataclass
 class Iteration:
-    """One iteration file, with its reviews and its calls attached."""
+    """One iteration file (or cycle file: ``source == "cycle"``), with its reviews and its
+    calls attached. ``n`` is its number among the worker's iterations, or cycles."""
 
     worker: str
     n: int
@@ -178,15 +199,48 @@ class Iteration:
     reviews: list[Review] = field(default_factory=list)
     calls: list[Call] | None = None  # None: no calls/ record
     calls_rel: str | None = None
-    source: str = "iteration"  # or "cycle": a cycle file of a run without iteration files
+    source: str = "iteration"  # or "cycle": a cycle file of a worker without iteration files
+    task_ids: list[str] = field(default_factory=list)  # a cycle names every task it claimed
 
     @property
     def start(self) -> datetime:
         return self.end - timedelta(milliseconds=self.duration_ms)
 
     @property
+    def is_cycle(self) -> bool:
+        return self.source == "cycle"
+
+    @property
+    def noun(self) -> str:
+        """``iteration`` or ``cycle``."""
+        return self.source
+
+    @property
+    def key(self) -> str:
+        """``i3`` for iteration 3, ``c3`` for cycle 3."""
+        return f"{self.source[0]}{self.n}"
+
+    @property
+    def label(self) -> str:
+        """``w0 i3``, ``w1 c3``."""
+        return f"{self.worker} {self.key}"
+
+    @property
     def anchor(self) -> str:
-        return f"it-{self.worker}-{self.n}"
+        """The id of its table row: unique across both kinds (``it-w0-1`` for iteration 1,
+        ``cy-w0-1`` for cycle 1, so that a worker shown either way keeps the same id)."""
+        return f"{'cy' if self.is_cycle else 'it'}-{self.worker}-{self.n}"
+
+    @property
+    def open(self) -> bool:
+        """A cycle whose file still reads claimed or working: it was going on when the files
+        were read (or when the run was cut off)."""
+        return self.is_cycle and self.outcome in OPEN_OUTCOMES
+
+    @property
+    def attempts(self) -> list[int]:
+        """The attempt numbers its calls name (0.7.3 mode's calls records), in order."""
+        return sorted({c.attempt for c in self.calls or [] if c.attempt is not None})
 
 
 @dataclass
@@ -318,10 +372,11 @@ class Run:
                 return str(w["status"])
         state = self.worker_states.get(wid)
         if state is not None or (self.started_event and not self.live):
-            cycles = [it for it in self.iterations_of(wid) if it.source == "cycle"]
-            last = {"cycle": cycles[-1].n, "outcome": cycles[-1].outcome} if cycles else None
+            units = self.iterations_of(wid)
+            last = {"cycle": units[-1].n, "outcome": units[-1].outcome} if units else None
             if state is not None or last is not None:
-                return worker_label(state, last, self.status()[0] == "running")
+                label = worker_label(state, last, self.status()[0] == "running")
+                return in_units(label, self.worker_unit(wid))
         live = (self.live or {}).get("workers", {}).get(wid)
         if live is not None:
             return f"last: {live['status']}"
@@ -331,7 +386,52 @@ class Run:
         return "no iteration recorded"
 
     def iterations_of(self, wid: str) -> list[Iteration]:
+        """The worker's iterations, or its cycles (see the module docstring)."""
         return [it for it in self.iterations if it.worker == wid]
+
+    def worker_unit(self, wid: str) -> str:
+        """``iteration`` or ``cycle``: what the worker runs. Its files say so once it ran one;
+        before, a run without run.json is upstream 0.7.3's (cycles), and a worker that may
+        resume a cycle (started.json's ``max-resumes`` above 1) runs cycles."""
+        its = self.iterations_of(wid)
+        if its:
+            return its[0].source
+        if self.run is None and self.started_event is not None:
+            return "cycle"
+        for w in (self.started_event or {}).get("workers", []):
+            if w["id"] == wid and (int_field(w, "max-resumes") or 1) > 1:
+                return "cycle"
+        return "iteration"
+
+    def max_resumes(self, wid: str) -> int | None:
+        """started.json's ``max-resumes`` of the worker: the attempts a cycle may take."""
+        for w in (self.started_event or {}).get("workers", []):
+            if w["id"] == wid:
+                return int_field(w, "max-resumes")
+        return None
+
+    def unit_noun(self) -> str:
+        """What one of the run's units is: ``iteration``, ``cycle``, ``iteration or cycle``."""
+        kinds = {it.source for it in self.iterations} or {
+            self.worker_unit(w) for w in self.worker_ids()
+        }
+        if kinds == {"cycle"}:
+            return "cycle"
+        return "iteration or cycle" if "cycle" in kinds else "iteration"
+
+    def units(self) -> str:
+        """The run's units, in words: ``iterations``, ``cycles``, ``iterations and cycles``."""
+        return {"iteration": "iterations", "cycle": "cycles"}.get(
+            self.unit_noun(), "iterations and cycles"
+        )
+
+    def config_file(self) -> str | None:
+        """The config file the run names (ours, or started.json's)."""
+        for doc in (self.run, self.meta, self.started_event):
+            found = text_field(doc, "config-file") if doc else None
+            if found:
+                return found
+        return None
 
     def all_calls(self) -> Iterator[tuple[str, Call]]:
         for it in self.iterations:
@@ -351,6 +451,7 @@ class _Loader:
     def __init__(self, run: Run) -> None:
         self.run = run
         self.dir = run.run_dir
+        self.iteration_workers = iteration_workers(self.dir)
 
     def problem(self, rel: str, message: str) -> None:
         self.run.problems.append(Problem(rel, message))
@@ -393,7 +494,9 @@ class _Loader:
             return None
         return data
 
-    def calls(self, rel: str, who: str) -> list[Call] | None:
+    def calls(self, rel: str, who: str, unit: tuple[str, int] | None = None) -> list[Call] | None:
+        """The calls record ``rel`` of ``who``; ``unit`` (``("cycle", 3)``) is the iteration or
+        cycle it should name."""
         data = self.extension(rel, "calls")
         if data is None:
             return None
@@ -403,6 +506,8 @@ class _Loader:
             return None
         if data.get("worker-id") not in (None, who):
             self.problem(rel, f"worker-id {str(data.get('worker-id'))[:80]!r} is not {who!r}")
+        if unit is not None and data.get(unit[0]) not in (None, unit[1]):
+            self.problem(rel, f"{unit[0]} {str(data.get(unit[0]))[:20]} is not {unit[1]}")
         calls = []
         for entry in raw:
             if not isinstance(entry, dict):
@@ -421,6 +526,7 @@ class _Loader:
                     failure=text_field(entry, "failure"),
                     log=self.link(entry.get("log"), rel),
                     error=self.link(entry.get("error"), rel),
+                    attempt=int_field(entry, "attempt"),
                 )
             )
         for call in calls:
@@ -456,8 +562,7 @@ class _Loader:
                 )
                 break
         self.load_iterations()
-        if not run.iterations:
-            self.load_cycles()
+        self.load_cycles()
         self.load_reviews()
         self.load_worker_states()
         for who in ("planner", "preflight"):
@@ -499,15 +604,17 @@ class _Loader:
                 review_rounds=data["review-rounds"],
                 metrics=data.get("metrics"),
                 rel=rel,
+                task_ids=[data["task-id"]] if data.get("task-id") else [],
             )
             calls_rel = f"calls/{it.worker}-i{it.n}.json"
-            it.calls = self.calls(calls_rel, it.worker)
+            it.calls = self.calls(calls_rel, it.worker, ("iteration", it.n))
             if it.calls is not None:
                 it.calls_rel = calls_rel
             self.run.iterations.append(it)
 
     def load_cycles(self) -> None:
-        """oompa 0.7.3's cycle files, each as an :class:`Iteration` (see the module docstring)."""
+        """The cycle files of the workers without iteration files, each as an
+        :class:`Iteration` (see the module docstring)."""
         folder = self.dir / "cycles"
         if not folder.is_dir():
             return
@@ -516,6 +623,8 @@ class _Loader:
             m = _CYCLE_FILE.fullmatch(path.name)
             if m is None:
                 self.problem(rel, "not a cycle file name ({worker-id}-c{N}.json); ignored")
+                continue
+            if m["w"] in self.iteration_workers:  # repeats an iteration file: not read
                 continue
             data = self.contract(rel, "cycle")
             if data is None:
@@ -543,9 +652,10 @@ class _Loader:
                 metrics=None,
                 rel=rel,
                 source="cycle",
+                task_ids=claimed,
             )
             calls_rel = f"calls/{it.worker}-c{it.n}.json"
-            it.calls = self.calls(calls_rel, it.worker)
+            it.calls = self.calls(calls_rel, it.worker, ("cycle", it.n))
             if it.calls is not None:
                 it.calls_rel = calls_rel
             self.run.iterations.append(it)
@@ -576,6 +686,8 @@ class _Loader:
                     rel, "not a review file name ({worker-id}-i{N}-r{R}.json or -c{N}-); ignored"
                 )
                 continue
+            if source == "cycle" and m["w"] in self.iteration_workers:
+                continue  # the worker is shown from its iteration files (and their reviews)
             data = self.contract(rel, kind)
             if data is None:
                 continue

@@ -24,8 +24,9 @@ import pytest_oompa.report.sections as sections
 from pytest_oompa.core.atomic import atomic_write_text
 from pytest_oompa.report.formatting import clip, fmt_cost, fmt_ms, fmt_ts, sum_known
 from pytest_oompa.report.markup import Child, Element, add, document, el
-from pytest_oompa.report.model import Run, int_field, load_run, text_field
+from pytest_oompa.report.model import FAILED_OUTCOMES, Run, int_field, load_run, text_field
 from pytest_oompa.report.timeline import Span, timeline
+from pytest_oompa.runs.files import written_by
 
 __all__ = ["CSS", "JS", "REPORT_NAME", "render_report", "write_report"]
 
@@ -136,7 +137,7 @@ def _header(run: Run) -> Element:
             for target, text in (
                 ("timeline", "Timeline"),
                 ("workers", "Workers"),
-                ("iterations", "Iterations"),
+                ("iterations", sections.units_title(run)),
                 ("tasks", "Task flow"),
                 ("usage", "Tokens and cost"),
                 ("planner", "Planner"),
@@ -148,16 +149,14 @@ def _header(run: Run) -> Element:
 
 
 def _facts(run: Run) -> list[tuple[str, Child]]:
-    config_file = next(
-        (
-            text_field(doc, "config-file")
-            for doc in (run.run, run.meta)
-            if doc and doc.get("config-file")
-        ),
-        None,
-    )
+    config_file = run.config_file()
+    writer = written_by(run.run_dir)
+    tool_version = text_field(run.meta or {}, "tool-version")
+    if writer == "pytest-oompa" and tool_version:
+        writer += f" {tool_version}"
     facts: list[tuple[str, Child]] = [
-        ("config", el("code", config_file) if config_file else "unknown"),
+        ("config", el("code", config_file) if config_file else "unknown (not recorded)"),
+        ("written by", writer or "unknown"),
         ("started", fmt_ts(run.started)),
     ]
     if run.finished is not None:
@@ -212,14 +211,20 @@ def _notices(run: Run) -> list[Element]:
     notices = []
     _, why = run.status()
     if not run.complete:
-        source = "live-summary.json" if run.live is not None else "the iteration files"
+        units = run.units()
+        files = run.unit_noun().replace(" or ", " and ")
+        source = "live-summary.json" if run.live is not None else f"the {files} files"
+        lost = []
+        if "iteration" in units:
+            lost.append("an iteration that was running when the run stopped left no record")
+        if "cycle" in units:
+            lost.append("a cycle that was running reads as it was after its last attempt")
         notices.append(
             el(
                 "div",
                 {"class": "notice", "role": "note"},
                 el("b", "Incomplete run."),
-                f" {why}. Worker numbers come from {source}; an iteration that was running when "
-                "the run stopped left no record.",
+                f" {why}. Worker numbers come from {source}; {'; '.join(lost)}.",
             )
         )
     if run.orphan_reviews:
@@ -228,8 +233,8 @@ def _notices(run: Run) -> list[Element]:
             el(
                 "div",
                 {"class": "notice", "role": "note"},
-                "Review rounds of iterations that left no iteration file (cut off during their "
-                f"review): {names}",
+                f"Review rounds of {run.units()} that left no {run.unit_noun()} file (cut off "
+                f"during their review): {names}",
             )
         )
     engine_errors = (run.meta or {}).get("errors")
@@ -265,12 +270,22 @@ def _notices(run: Run) -> list[Element]:
 
 def _totals(run: Run) -> Element:
     counts = Counter(it.outcome for it in run.iterations)
-    configured = sum(int_field(run.worker_config(w), "iterations") or 0 for w in run.worker_ids())
-    of = f" of {configured}" if configured else ""
-    items = [
-        (f"{len(run.iterations)}{of}", "iterations recorded"),
+    items = []
+    for noun in ("iteration", "cycle"):
+        wids = [w for w in run.worker_ids() if run.worker_unit(w) == noun]
+        ran = sum(len(run.iterations_of(w)) for w in wids)
+        if not wids and not (noun == "iteration" and not run.worker_ids()):
+            continue
+        configured = sum(int_field(run.worker_config(w), "iterations") or 0 for w in wids)
+        of = f" of {configured}" if configured else ""
+        items.append((f"{ran}{of}", f"{noun}s recorded"))
+    failed = sum(counts[o] for o in FAILED_OUTCOMES)
+    kinds = "error or rejected"
+    if any(it.is_cycle for it in run.iterations):
+        kinds = "error, rejected, merge-failed, sync-failed or stuck"
+    items += [
         (str(counts["merged"]), "merged"),
-        (str(counts["error"] + counts["rejected"]), "failed (error or rejected)"),
+        (str(failed), f"failed ({kinds})"),
         (str(sum(it.review_rounds for it in run.iterations)), "review rounds"),
     ]
     cost = sum_known(c.cost_usd for _, c in run.all_calls())

@@ -1,4 +1,5 @@
-"""The report's tables: workers, iterations, task flow, tokens and cost, planner, config.
+"""The report's tables: workers, iterations and cycles, task flow, tokens and cost, planner,
+config.
 
 Each section is a function from the loaded :class:`~pytest_oompa.report.model.Run` to one
 ``<section>`` element, so the page is their concatenation in a fixed order and each can be read
@@ -18,9 +19,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from pytest_oompa.report.formatting import clip, fmt_cost, fmt_int, fmt_ms, sum_known
+from pytest_oompa.report.formatting import clip, fmt_cost, fmt_int, fmt_ms, plural, sum_known
 from pytest_oompa.report.markup import Child, Element, add, el
-from pytest_oompa.report.model import OUTCOMES, Call, Iteration, Run, int_field, natural_key
+from pytest_oompa.report.model import (
+    ERROR_OUTCOMES,
+    OUTCOMES,
+    Call,
+    Iteration,
+    Run,
+    int_field,
+    natural_key,
+)
 from pytest_oompa.report.timeline import Span
 
 __all__ = ["config", "iterations", "planner", "tasks", "usage", "workers"]
@@ -124,7 +133,8 @@ def workers(run: Run) -> Element:
         cfg = run.worker_config(wid)
         its = run.iterations_of(wid)
         configured = int_field(cfg, "iterations")
-        ran = f"{len(its)} of {configured}" if configured else str(len(its))
+        noun = run.worker_unit(wid)
+        ran = f"{len(its)} of {plural(configured, noun)}" if configured else plural(len(its), noun)
         model = f"{cfg.get('harness', '?')}:{cfg.get('model', '?')}"
         status: list[Child]
         if wid in summary_workers:
@@ -134,17 +144,21 @@ def workers(run: Run) -> Element:
             cells = [td(fmt_int(v), "n") for v in values]
             status = [run.worker_status(wid)]
         else:
-            # A cut-off run: count what the iteration files show, take the rest from the live
-            # summary (or the last iteration's metrics).
-            metrics = dict(live_workers.get(wid) or (its[-1].metrics if its else None) or {})
+            # A cut-off run: count what the iteration (or cycle) files show, take the rest from
+            # the live summary, or the last iteration's metrics, or (cycles carry none) count it.
+            metrics = dict(
+                live_workers.get(wid) or (its[-1].metrics if its else None) or _counted(its)
+            )
             merges = sum(1 for it in its if it.outcome == "merged")
-            claims = len({(it.task_id) for it in its if it.task_id})
+            claims = len({t for it in its for t in it.task_ids})
             values2: list[int | None] = [merges, merges, claims]
             values2 += [metrics.get(k) for k in ("rejections", "errors", "recycled")]
             values2.append(metrics.get("review-rounds-total"))
             cells = [td(fmt_int(v), "n") for v in values2]
             cells[2] = td(f"≥{claims}", "n")
-            status = [run.worker_status(wid), " ", el("span", {"class": "muted"}, "(cut off)")]
+            status = [run.worker_status(wid)]
+            if not run.complete:  # (upstream writes no summary.json even when it completes)
+                status += [" ", el("span", {"class": "muted"}, "(cut off)")]
         rows.append(el("tr", row_header(wid), td(model), td(status), td(ran, "n"), cells))
     foot = None
     if run.summary is not None:
@@ -159,32 +173,52 @@ def workers(run: Run) -> Element:
         )
     out = add(section("workers", "Workers"), table(head, rows, foot))
     if run.summary is None:
+        units = run.units()
+        files = run.unit_noun().replace(" or ", " and ")
+        live = "live-summary.json and " if run.live is not None else ""
         add(
             out,
             muted(
-                "From live-summary.json and the iteration files (no summary.json): completed and "
-                "merges count merged iterations; claims count the first task of each iteration, "
-                "so there may be more."
+                f"From {live}the {files} files (no summary.json): completed and "
+                f"merges count merged {units}; claims count the tasks they name (an iteration "
+                "names only its first), so there may be more."
             ),
         )
     return out
 
 
+def _counted(its: list[Iteration]) -> dict[str, int]:
+    """A worker's metrics counted from its units' outcomes (cycle files carry no metrics)."""
+    return {
+        "rejections": sum(it.outcome == "rejected" for it in its),
+        "errors": sum(it.outcome in ERROR_OUTCOMES for it in its),
+        "recycled": sum(len(it.recycled) for it in its),
+        "review-rounds-total": sum(it.review_rounds for it in its),
+    }
+
+
 # --------------------------------------------------------------------------- iterations
 
 
+def units_title(run: Run) -> str:
+    """The title of the iterations section (and its link): what the run's units are."""
+    return run.units().capitalize()
+
+
 def iterations(run: Run, span: Span) -> Element:
-    out = section("iterations", "Iterations")
+    out = section("iterations", units_title(run))
     if not run.iterations:
-        return add(out, muted("No iteration files."))
+        return add(out, muted(f"No {run.unit_noun()} files."))
+    has_cycles = any(it.is_cycle for it in run.iterations)
     head = [
-        ("Iteration", ""),
+        (run.unit_noun().replace(" or ", " / ").capitalize(), ""),
         ("Outcome", ""),
         ("Start", "n"),
         ("Duration", "n"),
-        ("Task", ""),
+        ("Tasks" if has_cycles else "Task", ""),
         ("Recycled", ""),
         ("Reviews", ""),
+        ("Calls", ""),
         ("Tokens in/out", "n"),
         ("Cost", "n"),
         ("Error", ""),
@@ -207,17 +241,21 @@ def iterations(run: Run, span: Span) -> Element:
             if c.stderr_tail.strip():
                 tail = c.stderr_tail.strip()[-STDERR_CHARS:]
                 error += [el("div", {"class": "muted"}, f"{c.role} stderr:"), pre(tail)]
+        outcome: list[Child] = [outcome_badge(it.outcome)]
+        if it.open:
+            outcome += [" ", el("span", {"class": "muted"}, "(cycle still open)")]
         rows.append(
             el(
                 "tr",
-                {"id": it.anchor, "data-outcome": it.outcome},
-                row_header(f"{it.worker} · i{it.n}"),
-                td(outcome_badge(it.outcome)),
+                {"id": it.anchor, "data-outcome": it.outcome, "data-unit": it.noun},
+                row_header(f"{it.worker} · {it.key}"),
+                td(outcome),
                 td(span.offset(it.start), "n"),
                 td(fmt_ms(it.duration_ms), "n"),
-                td(it.task_id or "—", "nw"),
+                td(", ".join(it.task_ids) or "—", "nw"),
                 td(", ".join(it.recycled) if it.recycled else "—", "nw"),
                 td(_reviews_cell(it), "reviews"),
+                td(_calls_cell(it, run.run_dir), "calls"),
                 td(tokens, "n"),
                 td(fmt_cost(sum_known(c.cost_usd for c in calls)), "n"),
                 td(error or "—", "err"),
@@ -225,6 +263,45 @@ def iterations(run: Run, span: Span) -> Element:
             )
         )
     return add(out, table(head, rows))
+
+
+def _runs(run: Run, wid: str) -> str:
+    """What the worker was set to run: ``3 iterations``, ``5 cycles of up to 7 attempts``."""
+    n = int_field(run.worker_config(wid), "iterations")
+    noun = run.worker_unit(wid)
+    text = plural(n, noun) if n is not None else f"? {noun}s"
+    resumes = run.max_resumes(wid)
+    if noun == "cycle" and resumes is not None:
+        text += f" of up to {plural(resumes, 'attempt')}"
+    return text
+
+
+def _calls_cell(it: Iteration, run_dir: Path) -> list[Child]:
+    """How many calls (and, for a cycle, attempts) it made; the list of them folded, each with
+    links to its command log and error file."""
+    if it.calls is None:
+        return ["—"]
+    if not it.calls:
+        return ["none"]
+    attempts = it.attempts
+    words = f"{plural(len(attempts), 'attempt')}, " if attempts else ""
+    words += plural(len(it.calls), "call")
+    items = []
+    for c in it.calls:
+        facts = [f"exit {fmt_int(c.exit_code)}", fmt_ms(c.duration_ms)]
+        if c.failure:
+            facts.append(clip(c.failure, 200))
+        links = joined((file_link(c.log, run_dir, "log"), file_link(c.error, run_dir, "error")))
+        items.append(
+            el(
+                "li",
+                el("b", f"a{c.attempt} ") if c.attempt is not None else None,
+                f"{c.role} {c.harness}:{c.model}" if c.model else f"{c.role} {c.harness}",
+                el("span", {"class": "muted"}, f" ({', '.join(facts)})"),
+                [" ", el("span", {"class": "files"}, links)] if links else None,
+            )
+        )
+    return [el("details", el("summary", words), el("ol", {"class": "calls"}, items))]
 
 
 def _reviews_cell(it: Iteration) -> list[Child]:
@@ -253,17 +330,10 @@ def _reviews_cell(it: Iteration) -> list[Child]:
 
 
 def _files_cell(it: Iteration, run_dir: Path) -> list[Child]:
-    links = [file_link(it.rel, run_dir, "iteration")]
+    links = [file_link(it.rel, run_dir, it.noun)]
     links += [file_link(r.rel, run_dir, f"review r{r.round}") for r in it.reviews]
-    if it.calls_rel:
+    if it.calls_rel:  # each call's own files are linked from the calls cell
         links.append(file_link(it.calls_rel, run_dir, "calls"))
-    roles = Counter(c.role for c in it.calls or [])
-    seen: Counter[str] = Counter()
-    for c in it.calls or []:
-        seen[c.role] += 1
-        name = f"{c.role} {seen[c.role]}" if roles[c.role] > 1 else c.role
-        links.append(file_link(c.log, run_dir, f"{name} log"))
-        links.append(file_link(c.error, run_dir, f"{name} error"))
     return joined(links)
 
 
@@ -273,20 +343,25 @@ def _files_cell(it: Iteration, run_dir: Path) -> list[Child]:
 def tasks(run: Run) -> Element:
     out = section("tasks", "Task flow")
     events: dict[str, list[tuple[datetime, str, Iteration]]] = {}
-    held: dict[str, str | None] = {}
+    held: dict[str, set[str]] = {}
     for it in sorted(run.iterations, key=lambda i: (i.end, natural_key(i.worker), i.n)):
-        if it.task_id and held.get(it.worker) != it.task_id:
-            events.setdefault(it.task_id, []).append((it.end, "claimed", it))
-        held[it.worker] = it.task_id
-        if it.outcome == "merged" and it.task_id:
-            events.setdefault(it.task_id, []).append((it.end, "completed", it))
-            held[it.worker] = None
+        # an iteration names the task its worker holds, a cycle the tasks it claimed: a task
+        # the worker held before and this one does not name is no longer held
+        mine = held.setdefault(it.worker, set())
+        mine.intersection_update(it.task_ids)
+        for task in it.task_ids:
+            if task not in mine:
+                events.setdefault(task, []).append((it.end, "claimed", it))
+                mine.add(task)
+        if it.outcome == "merged":
+            for task in sorted(mine):
+                events.setdefault(task, []).append((it.end, "completed", it))
+            mine.clear()
         for task in it.recycled:
             events.setdefault(task, []).append((it.end, "recycled", it))
-            if held.get(it.worker) == task:
-                held[it.worker] = None
+            mine.discard(task)
     if not events:
-        return add(out, muted("No iteration claimed, completed or recycled a task."))
+        return add(out, muted(f"No {run.unit_noun()} claimed, completed or recycled a task."))
     head = [
         ("Task", ""),
         ("Claimed by", ""),
@@ -300,11 +375,7 @@ def tasks(run: Run) -> Element:
         evs = events[task]
 
         def who(kind: str, evs: list[tuple[datetime, str, Iteration]] = evs) -> list[Child]:
-            found = [
-                el("a", {"href": f"#{it.anchor}"}, f"{it.worker} i{it.n}")
-                for _, k, it in evs
-                if k == kind
-            ]
+            found = [el("a", {"href": f"#{it.anchor}"}, it.label) for _, k, it in evs if k == kind]
             return joined(found, ", ") or ["—"]
 
         last = evs[-1][1]
@@ -321,13 +392,18 @@ def tasks(run: Run) -> Element:
             )
         )
     summary = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    sources = {it.source for it in run.iterations}
+    how = []
+    if "iteration" in sources:
+        how.append(
+            "An iteration file names the first task its worker held; other claims show up when "
+            "their tasks are recycled."
+        )
+    if "cycle" in sources:
+        how.append("A cycle file names every task its worker claimed in it.")
     return add(
         out,
-        el(
-            "p",
-            f"{len(events)} task(s) seen: {summary}. An iteration file names the first task its "
-            "worker held; other claims show up when their tasks are recycled.",
-        ),
+        el("p", f"{len(events)} task(s) seen: {summary}. {' '.join(how)}"),
         table(head, rows),
     )
 
@@ -401,8 +477,9 @@ def _usage_cells(calls: list[Call]) -> list[Element]:
 
 def planner(run: Run) -> Element:
     out = section("planner", "Planner")
-    cfg = (run.run or {}).get("planner")
-    if run.run is None:
+    configured = run.run or run.started_event  # upstream 0.7.3 writes no run.json
+    cfg = (configured or {}).get("planner")
+    if configured is None:
         add(out, muted("run.json is missing, so the planner's configuration is unknown."))
     elif cfg is None:
         add(out, el("p", "No planner configured."))
@@ -472,7 +549,8 @@ def _calls_table(calls: list[Call], rel: str, run_dir: Path) -> Element:
 
 def config(run: Run) -> Element:
     out = section("config", "Config")
-    if run.run is None:
+    configured = run.run or run.started_event  # upstream 0.7.3 writes no run.json
+    if configured is None:
         add(out, muted("No readable run.json."))
     else:
         head = [
@@ -480,12 +558,12 @@ def config(run: Run) -> Element:
             ("Harness", ""),
             ("Model", ""),
             ("Reasoning", ""),
-            ("Iterations", "n"),
+            ("Runs", ""),
             ("Can plan", ""),
             ("Prompts", ""),
         ]
         rows = []
-        for w in run.run["workers"]:
+        for w in configured["workers"]:
             prompts = el("code", ", ".join(w["prompts"])) if w["prompts"] else "—"
             rows.append(
                 el(
@@ -494,13 +572,15 @@ def config(run: Run) -> Element:
                     td(w["harness"]),
                     td(w["model"]),
                     td(str(w["reasoning"]) if w.get("reasoning") else "—"),
-                    td(str(w["iterations"]), "n"),
+                    td(_runs(run, w["id"])),
                     td("yes" if w["can-plan"] else "no"),
                     td(prompts),
                 )
             )
+        if run.run is None:
+            add(out, muted("From started.json: the run has no run.json."))
         add(out, table(head, rows))
-        reviewer = run.run.get("reviewer")
+        reviewer = configured.get("reviewer")
         if reviewer:
             prompts_text = ", ".join(reviewer["prompts"]) or "none"
             add(

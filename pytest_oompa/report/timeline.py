@@ -1,9 +1,11 @@
-"""The report's timeline: one lane per worker, one bar per iteration, on the run's time span.
+"""The report's timeline: one lane per worker, one bar per iteration (or cycle), on the run's
+time span.
 
 Positions are percentages of the span, so the drawing needs neither a canvas nor script and
 scales with the window. Every bar is a link to its row of the iterations table and says its
 outcome in words (or its one-letter code when narrow, under CSS container queries), so that no
-fact is carried by colour alone; the popover script only decorates these links.
+fact is carried by colour alone; the popover script only decorates these links. A bar names its
+unit as ``w0 i3`` (iteration 3) or ``w1 c3`` (cycle 3).
 
 :class:`Span` lives here because the timeline defines the run's time axis; the iterations table
 uses it to give each start as an offset on the same axis.
@@ -15,9 +17,9 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from pytest_oompa.report.formatting import fmt_ms, fmt_offset, fmt_tick
+from pytest_oompa.report.formatting import fmt_ms, fmt_offset, fmt_tick, plural
 from pytest_oompa.report.markup import Element, add, el
-from pytest_oompa.report.model import OUTCOMES, Run, int_field
+from pytest_oompa.report.model import CYCLE_ONLY_OUTCOMES, OUTCOMES, Run, int_field
 
 __all__ = ["Span", "timeline"]
 
@@ -60,7 +62,9 @@ def timeline(run: Run, span: Span) -> Element:
         return add(
             section,
             el(
-                "p", {"class": "muted"}, "No iteration has been recorded: there is nothing to draw."
+                "p",
+                {"class": "muted"},
+                f"No {run.unit_noun()} has been recorded: there is nothing to draw.",
             ),
         )
     lo, hi = span.lo, span.hi
@@ -71,9 +75,9 @@ def timeline(run: Run, span: Span) -> Element:
         el(
             "p",
             {"class": "muted"},
-            "One lane per worker, one bar per iteration (start = end - duration), coloured and "
-            "labelled by outcome; dots mark review rounds. Each bar links to its row below; "
-            "hover or click it for the details.",
+            f"One lane per worker, one bar per {run.unit_noun()} (start = end - duration), "
+            "coloured and labelled by outcome; dots mark review rounds. Each bar links to its "
+            "row below; hover or click it for the details.",
         ),
         _legend(run),
     )
@@ -89,7 +93,7 @@ def timeline(run: Run, span: Span) -> Element:
         {
             "class": "tl",
             "role": "group",
-            "aria-label": "Timeline of iterations",
+            "aria-label": f"Timeline of {run.units()}",
             "style": f"--tick:{100 * step / seconds:.4f}%",
         },
         el(
@@ -108,7 +112,10 @@ def timeline(run: Run, span: Span) -> Element:
 def _legend(run: Run) -> Element:
     counts = Counter(it.outcome for it in run.iterations)
     legend = el("ul", {"class": "legend", "aria-label": "Legend"})
+    cycles = any(it.is_cycle for it in run.iterations)
     for outcome, (letter, meaning) in OUTCOMES.items():
+        if outcome in CYCLE_ONLY_OUTCOMES and not cycles and not counts[outcome]:
+            continue  # an iteration cannot end so: no need to explain it
         add(
             legend,
             el(
@@ -167,15 +174,22 @@ def _lane(run: Run, wid: str, lo: datetime, seconds: float) -> Element:
     its = run.iterations_of(wid)
     model = f"{cfg.get('harness', '?')}:{cfg.get('model', '?')}"
     configured = int_field(cfg, "iterations")
-    ran = f"{len(its)}/{configured}" if configured else f"{len(its)}"
+    noun = run.worker_unit(wid)
+    ran = f"{len(its)}/{plural(configured, noun)}" if configured else plural(len(its), noun)
     track = el("div", {"class": "track"})
     for it in its:
         left = 100 * (it.start - lo).total_seconds() / seconds
         width = 100 * it.duration_ms / 1000 / seconds
         letter = OUTCOMES.get(it.outcome, ("?", ""))[0]
-        label = f"{it.worker} i{it.n}: {it.outcome}, {fmt_ms(it.duration_ms)}"
-        if it.task_id:
-            label += f", task {it.task_id}"
+        label = f"{it.label}: {it.outcome}, {fmt_ms(it.duration_ms)}"
+        if it.open:
+            label += " (cycle still open)"
+        if len(it.task_ids) == 1:
+            label += f", task {it.task_ids[0]}"
+        elif it.task_ids:
+            label += f", tasks {', '.join(it.task_ids)}"
+        if it.attempts:
+            label += f", {plural(len(it.attempts), 'attempt')}"
         if it.review_rounds:
             verdicts = ", ".join(r.verdict for r in it.reviews)
             label += f", {it.review_rounds} review round(s)" + (f": {verdicts}" if verdicts else "")
@@ -186,7 +200,7 @@ def _lane(run: Run, wid: str, lo: datetime, seconds: float) -> Element:
                 "href": f"#{it.anchor}",
                 "style": f"left:{left:.3f}%;width:{width:.3f}%",
                 "data-worker": it.worker,
-                "data-iteration": it.n,
+                f"data-{it.noun}": it.n,
                 "data-outcome": it.outcome,
                 "aria-label": label,
                 "title": label,

@@ -38,6 +38,9 @@ _RUN_FOLDERS = {
     "cycles": "cycle",
     "workers": "worker-state",
 }
+#: iterations/{worker-id}-i{N}.json and cycles/{worker-id}-c{N}.json
+ITERATION_NAME = re.compile(r"(?P<w>[A-Za-z0-9._-]+)-i(?P<n>[0-9]+)\.json")
+CYCLE_NAME = re.compile(r"(?P<w>[A-Za-z0-9._-]+)-c(?P<n>[0-9]+)\.json")
 # reviews/{worker-id}-c{N}-r{R}.json is 0.7.3's review; every other review file is 0.7.0's
 _CYCLE_REVIEW = re.compile(r".+-c[0-9]+-r[0-9]+\.json")
 #: Fields upstream oompa 0.7.3's writer adds that its schemas forbid, per kind: dropped when a
@@ -128,6 +131,40 @@ def read_any(runs_dir: Path, path: Path, *, lenient: bool = False) -> Any:
     if per_line:
         return read_lines(path, kind)
     return read_lenient(path, kind) if lenient else read_artifact(path, kind)
+
+
+def iteration_workers(run_dir: Path) -> set[str]:
+    """The workers of a run that have iteration files (by their names, readable or not).
+
+    Such a worker ran in 0.7.0 mode and is shown from its iteration files: its cycle files
+    repeat them (an iteration is a cycle of one attempt). Every other worker (0.7.3 mode, or a
+    run upstream oompa 0.7.3 wrote) is shown from its cycle files. Going by worker rather than by
+    run lets one run mix workers of both modes.
+    """
+    folder = run_dir / "iterations"
+    if not folder.is_dir():
+        return set()
+    return {m["w"] for p in folder.glob("*.json") if (m := ITERATION_NAME.fullmatch(p.name))}
+
+
+def written_by(run_dir: Path) -> str | None:
+    """Which program wrote the run folder, as far as its files tell; None when they do not.
+
+    Only pytest-oompa writes ``oompa-run.json``, and only it writes both ``run.json`` (which
+    upstream oompa 0.7.3 dropped) and ``started.json`` (which upstream oompa 0.7.0 did not have
+    yet); ``run.json`` alone is the 0.7.0 format, which either may have written.
+    """
+
+    def has(name: str) -> bool:
+        return (run_dir / name).exists()
+
+    if has("oompa-run.json") or (has("run.json") and has("started.json")):
+        return "pytest-oompa"
+    if has("run.json") or has("iterations"):
+        return "oompa 0.7.0's format (oompa 0.7.0 or pytest-oompa)"
+    if has("started.json") or has("cycles") or has("stopped.json"):
+        return "oompa 0.7.3"
+    return None
 
 
 def is_run_folder(path: Path) -> bool:

@@ -4,6 +4,9 @@ Only the artifacts are read (so runs written by another machine work too), each 
 read. Both formats are read: ours (oompa 0.7.0's files and our run tracking) and oompa 0.7.3's
 event files (``started.json``, ``cycles/``, ``stopped.json``, ``workers/``), so a run written by
 upstream oompa itself lists and shows too (read leniently: see :mod:`pytest_oompa.runs.files`).
+A run may mix workers of both modes: a worker with iteration files is shown from them (its cycle
+files repeat them), any other from its cycle files (:func:`~pytest_oompa.runs.files.
+iteration_workers`); a unit is named ``w0-i3`` when it is an iteration, ``w1-c3`` for a cycle.
 
 A run's status, first rule that applies: our recorded final status (``oompa-run.json``);
 stopped.json's reason (``error`` reads ``failed``); ``running`` while the heartbeat is fresh;
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -28,11 +32,12 @@ from typing import Any
 
 from pytest_oompa.runs.artifacts import ArtifactError
 from pytest_oompa.runs.events import OPEN_OUTCOMES, pid_alive, run_status, worker_label
-from pytest_oompa.runs.files import is_run_folder, read_any
+from pytest_oompa.runs.files import is_run_folder, iteration_workers, read_any, written_by
 
 Row = tuple[str, ...]
 STALE_SECONDS = 30.0
-#: Cycle outcomes counted as errors in the listing (a run without summary or iterations).
+#: Outcomes counted as errors where no summary.json counts them (an iteration's only error
+#: outcome is ``error``; a cycle's merge or sync can fail, or it can run out of attempts).
 CYCLE_ERRORS = frozenset({"error", "merge-failed", "sync-failed", "stuck"})
 RUNS_DIR_ENV = ("OOMPA_RUNS_DIR", "RUNS_DIR")
 
@@ -46,6 +51,17 @@ def runs_dir_from_env(environ: Mapping[str, str] | None = None) -> Path | None:
 def default_runs_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where the command-line tools look for runs: the environment's, else ./runs."""
     return runs_dir_from_env(environ) or Path("runs")
+
+
+def in_units(label: str, unit: str) -> str:
+    """:func:`~pytest_oompa.runs.events.worker_label`'s words for a worker whose units are
+    ``unit`` (``iteration`` or ``cycle``): in 0.7.0 mode the worker state files count
+    iterations as cycles, and the label should name them as what they are."""
+    return label if unit == "cycle" else re.sub(r"\bcycle\b", unit, label)
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _instant(text: str) -> datetime:
@@ -62,7 +78,7 @@ class RunInfo:
     config_file: str | None = None
     workers: int = 0
     iterations: int = 0
-    cycles: int = 0  # oompa 0.7.3's cycle files
+    cycles: int = 0  # cycle files of workers without iteration files (0.7.3 mode, upstream)
     merges: int = 0
     errors: int = 0
     rejections: int = 0
@@ -109,6 +125,28 @@ class RunFolder:
             (c for c in found if c is not None), key=lambda c: (c["worker-id"], c["cycle"])
         )
 
+    def iteration_workers(self) -> set[str]:
+        """Workers shown from their iteration files (the rest from their cycle files)."""
+        if "iteration-workers" not in self._cache:
+            self._cache["iteration-workers"] = iteration_workers(self.path)
+        found: set[str] = self._cache["iteration-workers"]
+        return found
+
+    def shown_cycles(self) -> list[dict[str, Any]]:
+        """The cycle files of the workers without iteration files (see the module docstring)."""
+        skip = self.iteration_workers()
+        return [c for c in self.cycles() if c["worker-id"] not in skip]
+
+    def attempts(self, worker_id: str, cycle: int) -> int | None:
+        """How many attempts ``calls/{w}-c{N}.json`` records for a cycle (its calls' distinct
+        ``attempt`` numbers); None without that file (upstream writes none) or numbers."""
+        calls = self.read(f"calls/{worker_id}-c{cycle}.json")
+        numbers = {c.get("attempt") for c in (calls or {}).get("calls", [])} - {None}
+        return len(numbers) or None
+
+    def written_by(self) -> str | None:
+        return written_by(self.path)
+
     def worker_states(self) -> dict[str, dict[str, Any]]:
         """``workers/{id}.json`` by worker id."""
         folder = self.path / "workers"
@@ -121,6 +159,7 @@ class RunFolder:
         for doc in (self.read("run.json"), self.read("started.json")):
             ids += [w["id"] for w in (doc or {}).get("workers", []) if w["id"] not in ids]
         others = {c["worker-id"] for c in self.cycles()} | set(self.worker_states())
+        others |= self.iteration_workers()
         return ids + sorted(others - set(ids))
 
     def info(
@@ -157,19 +196,15 @@ class RunFolder:
         if beat:
             info.heartbeat_age_s = (now - _instant(beat["updated-at"])).total_seconds()
         iterations = self.iterations()
-        cycles = self.cycles()
+        cycles = self.shown_cycles()
         info.iterations, info.cycles = len(iterations), len(cycles)
         if not summary:
             configured = run or started
             info.workers = len(configured["workers"]) if configured else 0
-            if iterations:
-                info.merges = sum(i["outcome"] == "merged" for i in iterations)
-                info.errors = sum(i["outcome"] == "error" for i in iterations)
-                info.rejections = sum(i["outcome"] == "rejected" for i in iterations)
-            else:  # oompa 0.7.3 only: what the cycles say
-                info.merges = sum(c["outcome"] == "merged" for c in cycles)
-                info.errors = sum(c["outcome"] in CYCLE_ERRORS for c in cycles)
-                info.rejections = sum(c["outcome"] == "rejected" for c in cycles)
+            units = [*iterations, *cycles]
+            info.merges = sum(u["outcome"] == "merged" for u in units)
+            info.errors = sum(u["outcome"] in CYCLE_ERRORS for u in units)
+            info.rejections = sum(u["outcome"] == "rejected" for u in units)
         events = run_status(started, stopped, alive)
         if meta and meta["status"] != "running":
             info.status = meta["status"]
@@ -261,39 +296,72 @@ def worker_rows(workers: Iterable[Mapping[str, Any]]) -> list[Row]:
 
 def event_worker_rows(folder: RunFolder, live: bool) -> list[Row]:
     """The per-worker table of a run without summary.json, from its event files: the status by
-    unleashd's rules (:func:`~pytest_oompa.runs.events.worker_label`)."""
+    unleashd's rules (:func:`~pytest_oompa.runs.events.worker_label`), in the worker's units."""
     configs = {w["id"]: w for w in (folder.read("started.json") or {}).get("workers", [])}
-    cycles = folder.cycles()
+    by_iterations = folder.iteration_workers()
+    units = [_unit(i, "iteration") for i in folder.iterations()]
+    units += [_unit(c, "cycle") for c in folder.shown_cycles()]
     states = folder.worker_states()
-    rows: list[Row] = [("worker", "harness:model", "status", "cycles", "merges", "errors")]
+    rows: list[Row] = [("worker", "harness:model", "status", "ran", "merges", "errors")]
     for wid in folder.worker_ids():
-        mine = [c for c in cycles if c["worker-id"] == wid]
+        mine = [u for u in units if u["worker-id"] == wid]
+        noun = "iteration" if wid in by_iterations else "cycle"
         cfg = configs.get(wid)
+        ran = (
+            f"{len(mine)} of {plural(cfg['max-cycles'], noun)}" if cfg else plural(len(mine), noun)
+        )
+        label = worker_label(states.get(wid), mine[-1] if mine else None, live)
         rows.append(
             (
                 wid,
                 f"{cfg['harness']}:{cfg['model']}" if cfg else "-",
-                worker_label(states.get(wid), mine[-1] if mine else None, live),
-                f"{len(mine)} of {cfg['max-cycles']}" if cfg else str(len(mine)),
-                str(sum(c["outcome"] == "merged" for c in mine)),
-                str(sum(c["outcome"] in CYCLE_ERRORS for c in mine)),
+                in_units(label, noun),
+                ran,
+                str(sum(u["outcome"] == "merged" for u in mine)),
+                str(sum(u["outcome"] in CYCLE_ERRORS for u in mine)),
             )
         )
     return rows
 
 
-def cycle_rows(cycles: Iterable[Mapping[str, Any]]) -> list[Row]:
-    rows: list[Row] = [("cycle", "outcome", "duration", "tasks", "review rounds", "error")]
-    for c in cycles:
-        snippet = (c.get("error-snippet") or "").splitlines()
-        outcome = c["outcome"] + (" (open)" if c["outcome"] in OPEN_OUTCOMES else "")
+def _unit(doc: Mapping[str, Any], noun: str) -> dict[str, Any]:
+    """An iteration or cycle file's fields as one shape: ``cycle`` is its number either way
+    (what :func:`~pytest_oompa.runs.events.worker_label` reads), ``tasks`` its tasks."""
+    n = doc["iteration"] if noun == "iteration" else doc["cycle"]
+    tasks = [doc["task-id"]] if doc.get("task-id") else list(doc.get("claimed-task-ids") or [])
+    return {
+        **doc,
+        "cycle": n,
+        "noun": noun,
+        "key": f"{doc['worker-id']}-{noun[0]}{n}",
+        "tasks": tasks,
+    }
+
+
+def unit_rows(folder: RunFolder) -> list[Row]:
+    """One row per iteration (``w0-i3``) and per cycle (``w1-c3``) the run shows, by worker;
+    a cycle's attempts are counted from its calls record (``-`` without one)."""
+    units = [_unit(i, "iteration") for i in folder.iterations()]
+    units += [_unit(c, "cycle") for c in folder.shown_cycles()]
+    units.sort(key=lambda u: (u["worker-id"], u["cycle"]))
+    nouns = sorted({u["noun"] for u in units}, reverse=True)
+    rows: list[Row] = [
+        ("/".join(nouns), "outcome", "duration", "tasks", "attempts", "review rounds", "error")
+    ]
+    for u in units:
+        snippet = (u.get("error-snippet") or "").splitlines()
+        outcome = u["outcome"]
+        if u["noun"] == "cycle" and outcome in OPEN_OUTCOMES:
+            outcome += " (open)"
+        attempts = folder.attempts(u["worker-id"], u["cycle"]) if u["noun"] == "cycle" else None
         rows.append(
             (
-                f"{c['worker-id']}-c{c['cycle']}",
+                u["key"],
                 outcome,
-                f"{c['duration-ms'] / 1000:.1f} s",
-                ", ".join(c.get("claimed-task-ids") or []) or "-",
-                str(c["review-rounds"]),
+                f"{u['duration-ms'] / 1000:.1f} s",
+                ", ".join(u["tasks"]) or "-",
+                "-" if attempts is None else str(attempts),
+                str(u["review-rounds"]),
                 snippet[0][:70] if snippet else "",
             )
         )
@@ -365,6 +433,7 @@ def main_show(argv: list[str]) -> int:
             json.dumps(
                 {
                     "run": asdict(info),
+                    "written-by": folder.written_by(),
                     "summary": summary,
                     "live-summary": live,
                     "iterations": iterations,
@@ -380,34 +449,23 @@ def main_show(argv: list[str]) -> int:
     duration = f"{info.duration_s:g} s" if info.duration_s is not None else "-"
     print(f"swarm {info.id}: {info.status}, started {info.started_at or '-'}, {duration}")
     pid = f", pid {info.pid}" if info.pid is not None else ""
-    print(f"config: {info.config_file or '-'}{pid}")
+    print(f"config: {info.config_file or 'unknown'}{pid}")
+    print(f"written by: {folder.written_by() or 'unknown'}")
     if summary:
         rows = worker_rows(summary["workers"])
         print("\n" + format_table(rows))
     elif live:
-        rows = [("worker", "iteration", "last outcome", "merges", "errors")]
+        by_iterations = folder.iteration_workers()
+        rows = [("worker", "last", "last outcome", "merges", "errors")]
         for wid, w in sorted(live["workers"].items()):
-            rows.append((wid, str(w["iteration"]), w["status"], str(w["merges"]), str(w["errors"])))
+            unit = f"i{w['iteration']}" if wid in by_iterations else f"c{w['iteration']}"
+            rows.append((wid, unit, w["status"], str(w["merges"]), str(w["errors"])))
         print("\n(live)\n" + format_table(rows))
     elif started or cycles or states:
         print("\n" + format_table(event_worker_rows(folder, live=info.status == "running")))
-    if iterations:
-        rows = [("iteration", "outcome", "duration", "task", "review rounds", "error")]
-        for i in iterations:
-            snippet = (i.get("error-snippet") or "").splitlines()
-            rows.append(
-                (
-                    f"{i['worker-id']}-i{i['iteration']}",
-                    i["outcome"],
-                    f"{i['duration-ms'] / 1000:.1f} s",
-                    i.get("task-id") or "-",
-                    str(i["review-rounds"]),
-                    snippet[0][:70] if snippet else "",
-                )
-            )
-        print("\n" + format_table(rows))
-    elif cycles:  # a run of oompa 0.7.3 (in 0.7.0 mode each iteration is also a cycle)
-        print("\n" + format_table(cycle_rows(cycles)))
+    units = unit_rows(folder)
+    if len(units) > 1:
+        print("\n" + format_table(units))
     for problem in folder.problems:
         print(problem, file=sys.stderr)
     return 1 if folder.problems else 0

@@ -22,9 +22,12 @@ from pytest_oompa.core.config import resolve
 from pytest_oompa.engine.swarm import Swarm, SwarmListener, SwarmOptions
 from pytest_oompa.report import OUTCOMES, main, render_report, write_report
 from pytest_oompa.report import page as report
+from pytest_oompa.report.model import CYCLE_ONLY_OUTCOMES
 from pytest_oompa.runs.artifacts import ArtifactStore
 
 T0 = datetime(2025, 1, 31, 12, 0, 0, tzinfo=timezone.utc)
+#: the outcomes an iteration file can hold (the others end cycles only)
+ITERATION_OUTCOMES = [o for o in OUTCOMES if o not in CYCLE_ONLY_OUTCOMES]
 HOSTILE = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'&"
 
 
@@ -242,7 +245,7 @@ class RunFolder:
 def every_outcome_run(tmp_path: Path) -> RunFolder:
     run = RunFolder(tmp_path, {"w0": 4, "w1": 4})
     t = 0.0
-    for i, outcome in enumerate(OUTCOMES):
+    for i, outcome in enumerate(ITERATION_OUTCOMES):
         worker = "w0" if i < 4 else "w1"
         if i == 4:
             t = 0.0
@@ -272,7 +275,7 @@ def test_every_outcome_is_a_labelled_bar_and_a_table_row(tmp_path):
     run = every_outcome_run(tmp_path)
     run.summary()
     text, dom = run.render()
-    assert [b["data-outcome"] for b in dom.bars] == list(OUTCOMES)
+    assert [b["data-outcome"] for b in dom.bars] == ITERATION_OUTCOMES
     for bar in dom.bars:
         outcome = bar["data-outcome"]
         letter = OUTCOMES[outcome][0]
@@ -289,9 +292,11 @@ def test_every_outcome_is_a_labelled_bar_and_a_table_row(tmp_path):
     assert "2 review round(s): needs-changes, approved" in merged["aria-label"]
     assert text.count('class="rv v-needs-changes"') == 1
     assert text.count('class="rv v-approved"') == 1
-    # legend: every outcome with its letter and its name
+    # legend: every outcome an iteration can have, with its letter and its name (a cycle's
+    # own outcomes only where there are cycles)
     for outcome, (letter, _) in OUTCOMES.items():
-        assert f'<span class="o o-{outcome}" aria-hidden="true">{letter}</span> {outcome}' in text
+        entry = f'<span class="o o-{outcome}" aria-hidden="true">{letter}</span> {outcome}'
+        assert (entry in text) == (outcome in ITERATION_OUTCOMES), outcome
     status = dom.by_id("h-timeline")
     assert status is not None
 
@@ -310,7 +315,8 @@ def test_header_workers_table_and_task_flow(tmp_path):
     assert "/p/oompa.json" in text
     assert "2025-01-31 12:00:00 UTC" in text and "2025-01-31 12:00:30 UTC" in text
     assert "30.0 s" in text  # duration
-    assert ">2 of 3<" in text  # w0 ran 2 of its 3 iterations
+    assert ">2 of 3 iterations<" in text  # w0 ran 2 of its 3 iterations
+    assert "<dt>written by</dt><dd>oompa 0.7.0&#x27;s format" in text  # run.json alone
     # task flow: who claimed, completed and recycled which task
     assert (
         '<th scope="row">t1</th><td><a href="#it-w0-1">w0 i1</a></td><td><a href="#it-w0-2">'
@@ -861,7 +867,7 @@ def test_real_swarm_report_in_headless_chromium(tmp_path):
     # the interrupted worker ran 2 of its 4 iterations; the early stoppers are there too
     for worker, label in (("w4", "idle: interrupted"), ("w3", "done"), ("w0", "error")):
         ran = len(EXPECTED[worker])
-        assert f"<b>{worker}</b><small>{label} · ran {ran}/4</small>" in dom_text
+        assert f"<b>{worker}</b><small>{label} · ran {ran}/4 iterations</small>" in dom_text
         assert f"{4 - ran} not reached" in dom_text
     assert shot.stat().st_size > 20_000
     if os.environ.get("OOMPA_REPORT_SCREENSHOT"):  # refresh docs/report-screenshot.png
@@ -880,11 +886,13 @@ def contrast(a: str, b: str) -> float:
 
 
 def test_outcome_colours_keep_their_labels_readable():
-    """WCAG AA (4.5:1) for the bar and badge labels: white text, dark on no-changes."""
+    """WCAG AA (4.5:1) for the bar and badge labels: white text, dark on the pale ones."""
     import re
 
     colours = dict(re.findall(r"--([a-z-]+):(#[0-9a-f]{6})", report.CSS))
+    dark = ("no-changes", "interrupted", "needs-followup")
     for outcome in OUTCOMES:
-        text = "#1f2328" if outcome == "no-changes" else "#ffffff"
+        assert (f".o-{outcome}{{" in report.CSS) or (f".o-{outcome}," in report.CSS), outcome
+        text = "#1f2328" if outcome in dark else "#ffffff"
         assert contrast(colours[outcome], text) >= 4.5, outcome
     assert contrast(colours["muted"], "#ffffff") >= 4.5

@@ -314,6 +314,7 @@ def test_show_a_finished_073_run(mixed: Path, capsys: pytest.CaptureFixture[str]
     assert main_show(["--runs-dir", str(mixed), "done-073"]) == 0
     out = capsys.readouterr().out
     assert "swarm done-073: completed" in out and "config: oompa.json, pid " in out
+    assert "written by: oompa 0.7.3" in out  # no run.json, no oompa-run.json: not ours
     assert "w0      claude:opus" in out and "stopped: completed after cycle 2" in out
     assert "stopped: done after cycle 1" in out and "2 of 5" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
@@ -386,6 +387,10 @@ def test_the_report_of_a_073_run(mixed: Path) -> None:
     assert ">w0<" in text and ">w1<" in text and "claude:opus" in text
     assert "CONFLICT (content): app.py" in text
     assert "Some files could not be used" not in text
+    # the header names started.json's config file and who wrote the run, the rows their cycles
+    assert "<dt>config</dt><dd><code>oompa.json</code></dd>" in text
+    assert "<dt>written by</dt><dd>oompa 0.7.3</dd>" in text
+    assert 'id="cy-w0-2"' in text and "w0 · c2" in text and "w0 · i" not in text
 
 
 @pytest.mark.parametrize(
@@ -414,6 +419,7 @@ def test_report_command_on_a_073_run_and_its_0_7_0_neighbour(
     assert main([str(mixed / "old-070")]) == 0
     old = load_run(mixed / "old-070")
     assert old.problems == [] and [it.source for it in old.iterations] == ["iteration"]
+    assert "<dt>written by</dt><dd>oompa 0.7.0&#x27;s format" in render_report(mixed / "old-070")
     assert old.status()[0] == "finished"
     assert main([str(mixed)]) == 2  # the runs folder itself is not a run
     assert "not a swarm run folder" in capsys.readouterr().err

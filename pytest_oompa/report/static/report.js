@@ -1,8 +1,8 @@
 /* The report's popover, inlined into every report.html, whose Content-Security-Policy runs
    only this text (by its sha256). Hovering, focusing or clicking a bar shows its row of the
-   iterations table (the same cells, cloned); a click pins it; Escape or a click elsewhere
-   closes it. #pop-<row id> in the address opens one on load. Without this script each bar
-   is a plain link to its row, so the page loses nothing but the popover. */
+   iterations (or cycles) table (the same cells, cloned); a click pins it; Escape or a click
+   elsewhere closes it. #pop-<row id> in the address opens one on load. Without this script
+   each bar is a plain link to its row, so the page loses nothing but the popover. */
 (function(){var d=document,P=d.getElementById("pop"),pin=null,cur=null;
 d.documentElement.setAttribute("data-js","ready");
 function row(b){return d.getElementById(b.getAttribute("href").slice(1))}
@@ -16,7 +16,7 @@ for(var i=0;i<r.cells.length;i++){var c=r.cells[i],t=c.textContent.trim();
 if(!t||t=="\u2014"||!hs[i])continue;var dt=d.createElement("dt"),dd=d.createElement("dd");
 dt.textContent=hs[i].textContent;for(var k=c.firstChild;k;k=k.nextSibling)
 dd.appendChild(k.cloneNode(true));dl.appendChild(dt);dl.appendChild(dd)}P.appendChild(dl);
-var a=d.createElement("a");a.href="#"+r.id;a.textContent="Row in the iterations table";
+var a=d.createElement("a");a.href="#"+r.id;a.textContent="Its row in the table";
 a.onclick=hide;P.appendChild(a);P.hidden=false;var q=b.getBoundingClientRect(),
 w=P.offsetWidth,L=Math.min(q.left+scrollX,scrollX+d.documentElement.clientWidth-w-8);
 P.style.left=Math.max(8,L)+"px";P.style.top=(q.bottom+scrollY+6)+"px"}
