@@ -16,6 +16,7 @@ GROUP = ("oompa", "oompa: run coding-agent swarms")
 
 def add_options(parser: pytest.Parser) -> None:
     add_swarm_options(parser)
+    add_watch_options(parser)
     add_real_harness_options(parser)
     add_real_swarm_options(parser)
     add_cassette_options(parser)
@@ -104,6 +105,34 @@ def add_swarm_options(parser: pytest.Parser) -> None:
     parser.addini("oompa_swarm", "Swarm config file to run (like --oompa-swarm).", default="")
     parser.addini("oompa_repo", "Project repository (like --oompa-repo).", default="")
     parser.addini("oompa_runs_dir", "Run artifacts folder (like --oompa-runs-dir).", default="")
+
+
+def add_watch_options(parser: pytest.Parser) -> None:
+    """How a long swarm is watched: the live terminal, CI progress lines, CI summaries."""
+    group = parser.getgroup(*GROUP)
+    group.addoption(
+        "--oompa-live",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="A status block under pytest's progress, one line per worker, refreshed about "
+        "once a second (auto: on a terminal; default: auto). Off a terminal, one line per "
+        "phase change instead.",
+    )
+    group.addoption(
+        "--oompa-progress-every",
+        metavar="SECONDS",
+        type=float,
+        default=60.0,
+        help="Without the live view, print every busy worker's phase when nothing has been "
+        "printed for this long, so CI logs never go silent (default: 60; 0: never).",
+    )
+    group.addoption(
+        "--oompa-summary-md",
+        metavar="PATH",
+        default=None,
+        help="Write a markdown summary of the swarm (workers, gate, failed iterations, "
+        "totals) to PATH; with GITHUB_STEP_SUMMARY set it is also appended there.",
+    )
 
 
 def add_real_harness_options(parser: pytest.Parser) -> None:
