@@ -36,6 +36,7 @@ from pytest_oompa.core.results import (
     WorkerReport,
     WorkerStatus,
 )
+from pytest_oompa.engine.activity import ActivityBoard
 from pytest_oompa.engine.calls import CallObserver, HarnessCaller
 from pytest_oompa.engine.git import Repo
 from pytest_oompa.engine.guard import Guard
@@ -184,6 +185,9 @@ class Swarm:
         )
         # Checks every agent call for writes outside its worktree and branches it moved.
         self.guard = Guard(self.repo, self.swarm_id, self.recorder.run_dir)
+        # What each worker is doing, for the live views; shared through files when the workers
+        # run in other processes (pytest-xdist nodes) than the view (the controller).
+        self.activity = ActivityBoard(shared / "activity" if shared is not None else None)
         self.tracker = RunTracker(
             runs_dir, self.swarm_id, config, self.repo.root, options.heartbeat_interval
         )
@@ -236,6 +240,7 @@ class Swarm:
             on_attempt=self.recorder.attempt,
             on_iteration=self._iteration_finished,
             guard=self.guard,
+            activity=self.activity,
         )
 
     def prepare(self) -> None:

@@ -45,6 +45,7 @@ from pytest_oompa.core.results import (
     WorkerStatus,
 )
 from pytest_oompa.engine import prompts
+from pytest_oompa.engine.activity import ActivityBoard
 from pytest_oompa.engine.calls import CallOutcome, HarnessCaller
 from pytest_oompa.engine.decision import (
     MAX_CONSECUTIVE_ERRORS,
@@ -104,6 +105,7 @@ class SwarmContext:
     # a cycle's attempt that did not end it (0.7.3 mode): the cycle so far
     on_attempt: Callable[[IterationResult], object] = lambda _: None
     guard: Guard | None = None  # None: no containment checks (unit tests with stubs)
+    activity: ActivityBoard = field(default_factory=ActivityBoard)  # for the live views
 
 
 @dataclass
@@ -173,8 +175,10 @@ class WorkerRunner:
             if not self.spec.can_plan:
                 self._wait_for_tasks()
             for n in range(1, self.limit + 1):
-                if n > 1 and self.spec.wait_between and self.ctx.stop.wait(self.spec.wait_between):
-                    raise Interrupted
+                if n > 1 and self.spec.wait_between:
+                    self.ctx.activity.enter(self.id, "", f"between {self._unit_name}s")
+                    if self.ctx.stop.wait(self.spec.wait_between):
+                        raise Interrupted
                 if self.ctx.stop.is_set():
                     raise Interrupted
                 self.ctx.caller.spend.check(self.id)
@@ -202,7 +206,15 @@ class WorkerRunner:
             self._release(reset_session=True)
             leftover = self.ctx.queue.recycle(self.ctx.queue.owned_by(self.id))
             self.metrics.recycled += len(leftover)
+            self.ctx.activity.stopped(self.id)
         return self.report(interrupted)
+
+    @property
+    def _unit_name(self) -> str:
+        return "cycle" if self.cycles else "iteration"
+
+    def _phase(self, it: _Iteration, phase: str) -> None:
+        self.ctx.activity.enter(self.id, f"{it.unit}{it.number}", phase)
 
     def report(self, interrupted: bool = False) -> WorkerReport:
         return WorkerReport(
@@ -223,6 +235,7 @@ class WorkerRunner:
         ``max_wait_for_tasks``) to fill the queue."""
         wait = self.spec.cycles.max_wait_for_tasks if self.cycles else self.ctx.executor_wait
         deadline = time.monotonic() + wait
+        self.ctx.activity.enter(self.id, "", "waiting for tasks")
         while True:
             counts = self.ctx.queue.counts()
             if counts.pending or counts.current or time.monotonic() >= deadline:
@@ -242,6 +255,7 @@ class WorkerRunner:
             # follow-up prompt (set by _end).
             outcome = Outcome.WORKING
         self._count_errors(it, outcome)
+        self.ctx.activity.ended(self.id, outcome.value)
         return self._result(it, outcome)
 
     def cycle(self, n: int) -> IterationResult:
@@ -284,6 +298,7 @@ class WorkerRunner:
                 break
             self.ctx.on_attempt(self._result(it, outcome))
         self._count_errors(it, outcome)
+        self.ctx.activity.ended(self.id, outcome.value)
         return self._result(it, outcome)
 
     def _stuck(self, it: _Iteration, max_resumes: int) -> Outcome:
@@ -392,6 +407,10 @@ class WorkerRunner:
         session = (
             SessionMode.resume(self.session_id) if resume and self.session_id else SessionMode.new()
         )
+        attempt = f", attempt {it.attempt}" if it.attempt else ""
+        phases = {"worker": f"agent{attempt}", "sync": "resolving a conflict with main"}
+        if role in phases:  # (a fix announced itself with its round)
+            self._phase(it, phases[role])
         call = self._guarded(
             it,
             wt,
@@ -500,6 +519,7 @@ class WorkerRunner:
         assert reviewer is not None  # next_step asks for a review only when there is a reviewer
         repo = self.ctx.repo
         number = len(facts.verdicts) + 1
+        self._phase(it, f"review round {number}")
         if number > 1:
             repo.commit_all(wt, f"oompa: review fixes for {wt.name} (round {number - 1})")
             it.diff_files = tuple(repo.changed_files(wt))
@@ -532,6 +552,7 @@ class WorkerRunner:
 
     def _fix(self, it: _Iteration, wt: Worktree, facts: Facts) -> Facts:
         prompt = prompts.fix(self.ctx.swarm_id, self.id, it.feedback)
+        self._phase(it, f"fix after review round {len(facts.verdicts)}")
         fix = self._agent_call(it, wt, role="fix", prompt=prompt, resume=True)
         if fix.failure:
             return dataclasses.replace(facts, fix_failure=fix.failure)
@@ -541,6 +562,7 @@ class WorkerRunner:
     def _sync(self, it: _Iteration, wt: Worktree, facts: Facts) -> Facts:
         """Merge main into the branch, outside the merge lock (0.7.3's sync before merge)."""
         repo = self.ctx.repo
+        self._phase(it, "sync with main")
         repo.commit_all(wt, f"oompa: work from {wt.name}")
         conflict = repo.sync_with_main(wt)
         if conflict is not None:
@@ -569,6 +591,7 @@ class WorkerRunner:
 
     def _merge(self, it: _Iteration, wt: Worktree, facts: Facts) -> Facts:
         repo, queue = self.ctx.repo, self.ctx.queue
+        self._phase(it, "merge")
         message = f"oompa: merge {wt.name} (swarm {self.ctx.swarm_id})"
         with repo.merge_lock:
             if self.ctx.guard is not None:
