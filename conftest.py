@@ -17,6 +17,10 @@ OOMPA_ENV = (
     "OOMPA_FAKE_LOG",
     "OOMPA_FAKE_STATE",
     "OOMPA_FAKE_CASSETTE",
+    # On GitHub Actions every pytester swarm would append to the job's real summary and
+    # print ::error lines of its own (plugin/ci_output.py).
+    "GITHUB_STEP_SUMMARY",
+    "GITHUB_ACTIONS",
 )
 
 

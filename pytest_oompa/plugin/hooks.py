@@ -10,6 +10,8 @@ handful of small modules for pytest to compile (README, Performance).
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pytest_oompa.plugin import options
@@ -29,6 +31,8 @@ REAL_SWARM_OPTIONS = (
     "oompa_wire_replay",
     "oompa_wire_upstream",
 )
+# A swarm's CI summary (plugin/ci_output.py) is written when one of these is set.
+CI_SUMMARY_ENV = ("GITHUB_STEP_SUMMARY", "GITHUB_ACTIONS")
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -62,9 +66,13 @@ def pytest_configure(config: pytest.Config) -> None:
         if any(config.getoption(name) for name in REAL_SWARM_OPTIONS):
             _use(config, "pytest_oompa.plugin.real_swarm")
         _use(config, "pytest_oompa.plugin.xdist")
+        if not hasattr(config, "workerinput") and not config.option.collectonly:
+            _use(config, "pytest_oompa.plugin.live")  # (an xdist node's terminal is nobody's)
         from pytest_oompa.plugin import session
 
         session.start(config, swarm_path)
+        if config.getoption("oompa_summary_md") or any(map(os.environ.get, CI_SUMMARY_ENV)):
+            _use(config, "pytest_oompa.plugin.ci_output")
     if config.getoption("oompa_contract") or str(config.getini("oompa_contract") or "").strip():
         _use(config, "pytest_oompa.plugin.contract.plugin")  # (after the swarm: config.args)
 
