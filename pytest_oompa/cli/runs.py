@@ -16,11 +16,14 @@ from pytest_oompa.cli.command import Command, UsageError
 from pytest_oompa.report import cli as report_cli
 from pytest_oompa.runs.reader import (
     STALE_SECONDS,
+    WATCH_HELP,
     default_runs_dir,
     list_runs,
     main_runs,
     main_show,
+    watch_problem,
 )
+from pytest_oompa.runs.watch import DEFAULT_INTERVAL
 
 __all__ = ["LIST", "REPORT", "VIEW"]
 
@@ -90,19 +93,34 @@ def _configure_view(parser: argparse.ArgumentParser) -> None:
         help="a swarm id in the runs folder, or a run folder's path (default: the newest run)",
     )
     _reading_options(parser)
+    parser.add_argument("--watch", action="store_true", help=WATCH_HELP)
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"seconds between two looks with --watch (default {DEFAULT_INTERVAL:g})",
+    )
 
 
 def run_view(args: argparse.Namespace) -> int:
     runs_dir = args.runs_dir or default_runs_dir()
+    problem = watch_problem(args.watch, args.json, args.interval)
+    if problem:
+        raise UsageError(problem)
     swarm_id = args.swarm_id or newest_run(runs_dir, args.stale_after)
-    return main_show([swarm_id, *_reading_args(args)])
+    watching = ["--watch"] if args.watch else []
+    if args.interval is not None:
+        watching += ["--interval", repr(args.interval)]
+    return main_show([swarm_id, *_reading_args(args), *watching])
 
 
 VIEW = Command(
     name="view",
     summary="show one run's workers and iterations (default: the newest run)",
     description="Show a swarm run: its status, each worker's counts and each iteration's "
-    "outcome. Exit status 2 when there is no such run, 1 when a run file is corrupt.",
+    "outcome; with --watch, follow a live run until it ends (Ctrl-C: exit status 130). "
+    "Exit status 2 when there is no such run, 1 when a run file is corrupt.",
     configure=_configure_view,
     run=run_view,
 )

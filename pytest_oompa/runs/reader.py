@@ -1,4 +1,5 @@
-"""Reading runs back: ``python -m pytest_oompa runs`` and ``python -m pytest_oompa show ID``.
+"""Reading runs back: ``python -m pytest_oompa runs`` and ``python -m pytest_oompa show ID``
+(``--watch`` follows a live run: :mod:`pytest_oompa.runs.watch`).
 
 Only the artifacts are read (so runs written by another machine work too), each validated on
 read. Both formats are read: ours (oompa 0.7.0's files and our run tracking) and oompa 0.7.3's
@@ -21,11 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from typing import Any
 from pytest_oompa.runs.artifacts import ArtifactError
 from pytest_oompa.runs.events import OPEN_OUTCOMES, pid_alive, run_status, worker_label
 from pytest_oompa.runs.files import is_run_folder, iteration_workers, read_any, written_by
+from pytest_oompa.runs.watch import DEFAULT_INTERVAL, FolderActivity, Frame, now_rows, watch
 
 Row = tuple[str, ...]
 STALE_SECONDS = 30.0
@@ -408,10 +411,96 @@ def main_runs(argv: list[str]) -> int:
     return 1 if any(i.problems for i in infos) else 0
 
 
-def main_show(argv: list[str]) -> int:
+WATCH_HELP = (
+    "follow a run that another process is running: show it again every --interval seconds, "
+    "with what each worker is doing now, until the run ends; on a terminal the screen is "
+    "redrawn, elsewhere a view is printed (under a line with the time) only when it changed; "
+    "Ctrl-C ends it with exit status 130. Not with --json: a script polls --json at its own "
+    "pace and gets one whole document each time"
+)
+
+
+def _show_parser() -> argparse.ArgumentParser:
     parser = _parser("show")
     parser.add_argument("run", help="a swarm id in the runs folder, or the path of a run folder")
+    parser.add_argument("--watch", action="store_true", help=WATCH_HELP)
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help=f"seconds between two looks with --watch (default {DEFAULT_INTERVAL:g})",
+    )
+    return parser
+
+
+def watch_problem(watch: bool, as_json: bool, interval: float | None) -> str | None:
+    """What is wrong with these ``--watch`` options, or None. ``--json`` with ``--watch`` is
+    refused rather than printed once per change: a script that follows a run polls ``show
+    --json`` at its own pace and gets one whole document each time."""
+    if interval is not None and not watch:
+        return "--interval goes with --watch"
+    if watch and as_json:
+        return "--watch draws for people; a script polls 'show --json' instead"
+    if interval is not None and not (interval > 0 and math.isfinite(interval)):
+        return f"--interval must be a positive number of seconds, not {interval!r}"
+    return None
+
+
+def show_text(folder: RunFolder, info: RunInfo, now: Sequence[Row] = ()) -> str:
+    """``show``'s view of a run; ``now`` (the rows of a "now" table, for ``--watch``) goes
+    between the worker table and the units."""
+    summary = folder.read("summary.json")
+    live = folder.read("live-summary.json")
+    duration = f"{info.duration_s:g} s" if info.duration_s is not None else "-"
+    pid = f", pid {info.pid}" if info.pid is not None else ""
+    parts = [
+        f"swarm {info.id}: {info.status}, started {info.started_at or '-'}, {duration}\n"
+        f"config: {info.config_file or 'unknown'}{pid}\n"
+        f"written by: {folder.written_by() or 'unknown'}"
+    ]
+    if summary:
+        parts.append(format_table(worker_rows(summary["workers"])))
+    elif live:
+        by_iterations = folder.iteration_workers()
+        rows: list[Row] = [("worker", "last", "last outcome", "merges", "errors")]
+        for wid, w in sorted(live["workers"].items()):
+            unit = f"i{w['iteration']}" if wid in by_iterations else f"c{w['iteration']}"
+            rows.append((wid, unit, w["status"], str(w["merges"]), str(w["errors"])))
+        parts.append("(live)\n" + format_table(rows))
+    elif folder.read("started.json") or folder.cycles() or folder.worker_states():
+        parts.append(format_table(event_worker_rows(folder, live=info.status == "running")))
+    if len(now) > 1:
+        parts.append(format_table(now))
+    units = unit_rows(folder)
+    if len(units) > 1:
+        parts.append(format_table(units))
+    return "\n\n".join(parts)
+
+
+def _watch_frame(
+    runs_dir: Path, swarm_id: str, stale_after: float, activity: FolderActivity
+) -> Frame:
+    """One look at the run for ``--watch``: every file read anew."""
+    folder = RunFolder(runs_dir, swarm_id)
+    clock = datetime.now(timezone.utc)
+    info = folder.info(stale_after, now=clock)
+    running = info.status == "running"
+    workers = activity.workers(folder.worker_ids()) if running else []
+    text = show_text(folder, info, now_rows(workers, clock))
+    # the key leaves out what moves by itself: a live run's duration and the elapsed times
+    still = replace(info, duration_s=None) if running else info
+    key = show_text(folder, still, now_rows(workers, clock, clocks=False))
+    problems = "".join(f"\n{problem}" for problem in folder.problems)
+    return Frame(text + problems, key + problems, done=not running, status=int(bool(problems)))
+
+
+def main_show(argv: list[str]) -> int:
+    parser = _show_parser()
     args = parser.parse_args(argv)
+    problem = watch_problem(args.watch, args.json, args.interval)
+    if problem:
+        parser.error(problem)
     candidate = Path(args.run)
     if is_run_folder(candidate):
         runs_dir, swarm_id = candidate.resolve().parent, candidate.resolve().name
@@ -420,52 +509,33 @@ def main_show(argv: list[str]) -> int:
     if not (runs_dir / swarm_id).is_dir():
         print(f"no run {swarm_id!r} in {runs_dir}", file=sys.stderr)
         return 2
+    if args.watch:
+        activity = FolderActivity(runs_dir / swarm_id)
+        return watch(
+            lambda: _watch_frame(runs_dir, swarm_id, args.stale_after, activity),
+            interval=DEFAULT_INTERVAL if args.interval is None else args.interval,
+        )
     folder = RunFolder(runs_dir, swarm_id)
     info = folder.info(args.stale_after)
-    summary = folder.read("summary.json")
-    live = folder.read("live-summary.json")
-    iterations = folder.iterations()
-    started = folder.read("started.json")
-    cycles = folder.cycles()
-    states = folder.worker_states()
     if args.json:
         print(
             json.dumps(
                 {
                     "run": asdict(info),
                     "written-by": folder.written_by(),
-                    "summary": summary,
-                    "live-summary": live,
-                    "iterations": iterations,
-                    "started": started,
+                    "summary": folder.read("summary.json"),
+                    "live-summary": folder.read("live-summary.json"),
+                    "iterations": folder.iterations(),
+                    "started": folder.read("started.json"),
                     "stopped": folder.read("stopped.json"),
-                    "cycles": cycles,
-                    "worker-states": states,
+                    "cycles": folder.cycles(),
+                    "worker-states": folder.worker_states(),
                 },
                 indent=2,
             )
         )
         return 1 if folder.problems else 0
-    duration = f"{info.duration_s:g} s" if info.duration_s is not None else "-"
-    print(f"swarm {info.id}: {info.status}, started {info.started_at or '-'}, {duration}")
-    pid = f", pid {info.pid}" if info.pid is not None else ""
-    print(f"config: {info.config_file or 'unknown'}{pid}")
-    print(f"written by: {folder.written_by() or 'unknown'}")
-    if summary:
-        rows = worker_rows(summary["workers"])
-        print("\n" + format_table(rows))
-    elif live:
-        by_iterations = folder.iteration_workers()
-        rows = [("worker", "last", "last outcome", "merges", "errors")]
-        for wid, w in sorted(live["workers"].items()):
-            unit = f"i{w['iteration']}" if wid in by_iterations else f"c{w['iteration']}"
-            rows.append((wid, unit, w["status"], str(w["merges"]), str(w["errors"])))
-        print("\n(live)\n" + format_table(rows))
-    elif started or cycles or states:
-        print("\n" + format_table(event_worker_rows(folder, live=info.status == "running")))
-    units = unit_rows(folder)
-    if len(units) > 1:
-        print("\n" + format_table(units))
+    print(show_text(folder, info))
     for problem in folder.problems:
         print(problem, file=sys.stderr)
     return 1 if folder.problems else 0

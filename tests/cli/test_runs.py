@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 
-from oompa_cli import FAST, oompa
+from oompa_cli import FAST, assert_usage_error, oompa
 
 CONFIG = {**FAST, "workers": [{"model": "claude:opus", "iterations": 1, "count": 2}]}
 
@@ -67,3 +68,20 @@ def test_report_writes_the_newest_runs_page_or_the_one_named(oompa_swarm, tmp_pa
     assert named.returncode == 0 and (first.run_dir / "report.html").exists()
     by_path = oompa("report", first.run_dir)
     assert by_path.returncode == 0 and by_path.stdout.strip() == str(first.run_dir / "report.html")
+
+
+def test_view_watch_forwards_to_show_watch(oompa_swarm):
+    run = oompa_swarm(CONFIG)
+    runs = run.run_dir.parent
+    # an ended run: one view, under show --watch's line with the time, and the watch ends
+    watched = oompa("view", "--runs-dir", runs, "--watch", "--interval", "0.1")
+    assert (watched.returncode, watched.stderr) == (0, "")
+    stamp, *rest = watched.stdout.splitlines()
+    assert re.fullmatch(r"--- \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ ---", stamp)
+    assert rest[0].startswith(f"swarm {run.result.swarm_id}: completed")
+    assert "\n".join(rest) == oompa("view", "--runs-dir", runs).stdout.rstrip("\n")
+    refused = assert_usage_error(oompa("view", "--runs-dir", runs, "--watch", "--json"))
+    assert refused.startswith("oompa view: error: --watch draws for people")
+    assert "--interval goes with --watch" in assert_usage_error(
+        oompa("view", "--runs-dir", runs, "--interval", "1")
+    )
