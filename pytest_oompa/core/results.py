@@ -142,6 +142,7 @@ class IterationResult:
     notes: list[str] = field(default_factory=list)  # refused claims, task-file problems
     cycle: bool = False
     attempts: tuple[Attempt, ...] = ()
+    patch: str = ""  # what the merge brought into main (git's patch), capped; "" without one
 
     @property
     def key(self) -> tuple[str, int]:

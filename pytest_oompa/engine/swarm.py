@@ -40,6 +40,7 @@ from pytest_oompa.engine.activity import ActivityBoard
 from pytest_oompa.engine.calls import CallObserver, HarnessCaller
 from pytest_oompa.engine.git import Repo
 from pytest_oompa.engine.guard import Guard
+from pytest_oompa.engine.live_report import LiveReport
 from pytest_oompa.engine.planner import run_planner
 from pytest_oompa.engine.preflight import (
     PreflightError,
@@ -192,6 +193,7 @@ class Swarm:
             runs_dir, self.swarm_id, config, self.repo.root, options.heartbeat_interval
         )
         self._thread: threading.Thread | None = None
+        self.live_report: LiveReport | None = None  # report.html kept current while tracked
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self.result = SwarmResult(self.swarm_id, self.recorder.run_dir, self.repo.root, utc_now())
@@ -274,6 +276,8 @@ class Swarm:
             # From now on dashboards list the run, live while this process is (its pid).
             self.recorder.started()
             self._prepare_tracked()
+            self.live_report = LiveReport(self.run_dir)
+            self.live_report.start()
         except PreflightError:
             raise  # recorded by whoever ends the session, with its exit status
         except BaseException as exc:
@@ -384,6 +388,8 @@ class Swarm:
         )
         if ended:  # once, with the index: dashboards see the run end when the index does
             self._record_stop(status, exit_status)
+        if self.live_report is not None:
+            self.live_report.stop()  # before the last write: that one is the finished run's
         if self.tracker.started:
             try:  # after finish(), so the report shows the final status
                 write_report(self.run_dir)

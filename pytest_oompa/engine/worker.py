@@ -68,6 +68,14 @@ from pytest_oompa.engine.tasks import ClaimResult, TaskQueue
 from pytest_oompa.harnesses.spec import SessionMode
 
 TASK_POLL_SECONDS = 5.0
+PATCH_CAP = 1 << 20  # a merged patch kept for the report: the first MiB of it
+
+
+def _capped(patch: str) -> str:
+    if len(patch) <= PATCH_CAP:
+        return patch
+    cut = patch[:PATCH_CAP].rsplit("\n", 1)[0]
+    return f"{cut}\n[oompa: patch cut at {PATCH_CAP} characters of {len(patch)}]\n"
 
 
 def _ms_since(it: _Iteration) -> int:
@@ -128,6 +136,7 @@ class _Iteration:
     completed: tuple[str, ...] = ()
     held: tuple[str, ...] = ()
     merged_commit: str | None = None
+    patch: str = ""
     error: str | None = None
     breaches: list[str] = field(default_factory=list)  # what its calls did outside
     role_calls: Counter[str] = field(default_factory=Counter)
@@ -356,6 +365,7 @@ class WorkerRunner:
             error=it.error,
             diff_files=it.diff_files,
             merged_commit=it.merged_commit,
+            patch=it.patch,
             metrics=self.metrics.contract(),
             notes=list(it.notes),
             cycle=it.unit == "c",
@@ -596,11 +606,14 @@ class WorkerRunner:
         with repo.merge_lock:
             if self.ctx.guard is not None:
                 self.ctx.guard.before_merge()
+            # What the merge brings, read under the lock: main cannot move in between.
+            patch = repo.diff_text(wt)
             try:
                 it.merged_commit = repo.merge(wt, message)
             except GitError as exc:
                 error = exc.stderr or str(exc)
                 return dataclasses.replace(facts, merge_errors=(*facts.merge_errors, error))
+            it.patch = _capped(patch)
             held = queue.owned_by(self.id)
             report = queue.complete(
                 held,

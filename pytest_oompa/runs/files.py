@@ -67,8 +67,9 @@ _LINE_FOLDERS = {"commands": "command-event"}
 # our own files that are not artifacts: the lock of the runs folder, the HTML report
 IGNORED = {".oompa.lock", "report.html"}
 # folders of a run kept verbatim, not ours to validate: stray/ holds what an agent wrote
-# outside its worktree, moved there by the engine (engine/guard.py)
-VERBATIM_FOLDERS = {"stray"}
+# outside its worktree, moved there by the engine (engine/guard.py); diffs/ the patch each
+# merge brought into main, as git printed it (runs/recorder.py)
+VERBATIM_FOLDERS = {"stray", "diffs"}
 
 
 def kind_for(relpath: str) -> tuple[str, bool] | None:

@@ -264,6 +264,11 @@ class Recorder:
             review_rounds=result.review_rounds,
             timestamp=result.finished_at,
         )
+        if result.patch:
+            # diffs/w0-i3.patch: what the merge brought into main, for the report
+            diffs = self.run_dir / "diffs"
+            diffs.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(diffs / f"{result.worker_id}-{result.label}.patch", result.patch)
         if result.calls:
             self.calls(
                 f"{result.worker_id}-{result.label}",
