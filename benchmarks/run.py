@@ -18,7 +18,10 @@
 (h) the end-of-call sweep (engine/processes.py: the group ended, escapees found through the
     subreaper's tree and killed): ProcessSupervisor.run of a trivial command with the sweep on
     vs off, per call; beside it, a call that leaves a background child to kill, and the
-    marker scan of every process (what the sweep costs where there is no subreaper).
+    marker scan of every process (what the sweep costs where there is no subreaper);
+(i) what the live view costs: a 4-worker x 3-iteration swarm whose agent takes 0.5 s, under a
+    pseudo-terminal, with --oompa-live=on (the status block redrawn every second) vs off (a
+    progress line per phase change): wall time, and the pytest process's CPU time.
 
 The agent is the bundled fake claude (default behaviour: append a line, git add + commit, ask
 for a merge), started through the same wrapper (pytest_oompa.core.paths.fake_bin_dir()) by the
@@ -1365,6 +1368,65 @@ class Bench:
                 )
             )
 
+    # (i) ---------------------------------------------------------------------------------------
+
+    def figure_i(self) -> None:
+        runs = self.plan.cheap
+        log(f"(i) the live view: 4x3 swarm, 0.5 s agent, on a terminal, on vs off, {runs} runs")
+        got: dict[str, dict[str, list[float]]] = {m: {"wall": [], "cpu": []} for m in ("on", "off")}
+        for i in range(runs):
+            for mode in ("on", "off") if i % 2 == 0 else ("off", "on"):
+                sw = self.ws.fresh(f"live-{mode}-{i}")
+                repo = new_repo(sw / "project")
+                scenario = {"default": {"worker": {"builtin": True, "delay": 0.5}}}
+                (sw / "scenario.json").write_text(json.dumps(scenario), encoding="utf-8")
+                cfg = {
+                    "probe": False,
+                    "fake_harnesses": {"scenario": str(sw / "scenario.json")},
+                    "workers": [{"model": "claude:x", "iterations": 3, "count": 4}],
+                }
+                (sw / "oompa.json").write_text(json.dumps(cfg), encoding="utf-8")
+                argv = [
+                    *PYTEST,
+                    f"--oompa-swarm={sw / 'oompa.json'}",
+                    f"--oompa-repo={repo}",
+                    f"--oompa-runs-dir={sw / 'runs'}",
+                    f"--oompa-live={mode}",
+                ]
+                wall, cpu, rc, tail = run_in_pty(argv, sw, {**self.env, **_agent_env(sw)})
+                ok = rc == 0 and "12 passed" in tail
+                self.checks.add(
+                    f"(i) 4x3 swarm, live {mode}",
+                    ([] if ok else [tail[-400:]]) + repo_problems(repo, 12),
+                )
+                got[mode]["wall"].append(wall)
+                got[mode]["cpu"].append(cpu)
+                self.ws.done(sw)
+                log(f"    live {mode}: wall {wall:.2f} s, cpu {cpu:.2f} s")
+        self.rows.append(
+            Row(
+                "i.wall",
+                "(i) 4x3 swarm on a terminal, --oompa-live=on",
+                "s",
+                got["on"]["wall"],
+                got["off"]["wall"],
+                "--oompa-live=off",
+                target="ratio <= 1.05",
+                target_check=lambda r: (r.ratio or 9) <= 1.05,
+            )
+        )
+        self.rows.append(
+            Row(
+                "i.cpu",
+                "(i) the same, CPU time of pytest and its agents",
+                "s",
+                got["on"]["cpu"],
+                got["off"]["cpu"],
+                "--oompa-live=off",
+                note="the block is redrawn once a second: a snapshot and a few hundred bytes",
+            )
+        )
+
     # (h) ---------------------------------------------------------------------------------------
 
     def figure_h(self) -> None:
@@ -1435,7 +1497,44 @@ def bench_sweep(folder: Path, calls: int, runs: int) -> dict[str, Any]:
     return got
 
 
-FIGURES = ("a", "spawns", "b", "c", "d", "e", "f", "g", "h")
+FIGURES = ("a", "spawns", "b", "c", "d", "e", "f", "g", "h", "i")
+
+
+def run_in_pty(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int, str]:
+    """(wall s, CPU s of the process and its children, exit status, output tail) of ``argv``
+    on a 120x40 pseudo-terminal whose output is read as fast as it comes."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    start = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.chdir(cwd)
+            os.execvpe(argv[0], argv, {**env, "COLUMNS": "120", "LINES": "40", "TERM": "xterm"})
+        finally:
+            os._exit(127)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    out = bytearray()
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        if not ready:
+            continue
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out += data
+    _, status, usage = os.wait4(pid, 0)
+    os.close(fd)
+    wall = time.perf_counter() - start
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, os.waitstatus_to_exitcode(status), out.decode("utf-8", "replace")[-1500:]
 
 
 def main() -> int:
