@@ -285,6 +285,45 @@ def test_sigterm_to_started_pid_stops_the_swarm_as_interrupted(tmp_path, args):
     assert repo.worktrees() == [str(repo.path)] and repo.tasks("pending") == ["t1", "t2"]
 
 
+@pytest.mark.parametrize("args", MODES)
+def test_sigterm_mid_cycle_closes_the_cycle_as_interrupted(tmp_path, args):
+    """oompa 0.7.3 mode: the cycle the stop cut short is written, as upstream writes it."""
+    repo = GitRepo(tmp_path / "project")
+    repo.add_swarm_config(
+        {**FAST, "workers": [{"model": "claude:opus", "max_cycle": 3}]},
+        {"default": {"worker": [{"claim": "auto"}, {"hang": True}]}},
+        tasks=("t1",),
+    )
+    proc = start(repo, *args)
+    try:
+        folder = wait_until(
+            "cycle 1 open after its claim",
+            lambda: (
+                (d := run_dir(repo))
+                and (read(d / "cycles" / "w0-c1.json") or {}).get("outcome") == "claimed"
+                and d
+            ),
+            proc,
+        )
+        time.sleep(0.5)  # the second attempt's agent is hanging
+        started = read(folder / "started.json")
+        assert started is not None
+        os.kill(started["pid"], signal.SIGTERM)
+        out, _ = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        kill_agents(repo)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out
+    files = assert_events_valid(folder, reason="interrupted")
+    assert_run_valid(folder)
+    cycle = files["cycles/w0-c1.json"]
+    assert (cycle["outcome"], cycle["recycled-tasks"]) == ("interrupted", ["t1"])
+    assert files["workers/w0.json"] == {"status": "stopped", "cycle": 0, "reason": "interrupted"}
+    assert repo.tasks("pending") == ["t1"]
+
+
 # -- the words of the end ---------------------------------------------------------------------
 
 
