@@ -57,6 +57,21 @@ class Turn:
         self.written: list[str] = []
         self.ran: list[str] = []
 
+    def act(self, tool: str, **fields: object) -> dict:
+        """Note a tool call for the CLI's event stream; the caller fills in how it went."""
+        action = {"tool": tool, "output": "", "code": 0, "denied": False, **fields}
+        self.run.actions.append(action)
+        return action
+
+    def shown(self, command: str, what: str) -> dict | None:
+        """A git or file operation the fake does itself, shown as the shell call an agent would
+        make for it; None when it is not allowed (the call shows as refused)."""
+        action = self.act("shell", command=command)
+        if not self.allowed(what):
+            action.update(denied=True, code=1, output=self.notes[-1])
+            return None
+        return action
+
     def allowed(self, what: str) -> bool:
         if self.run.auto:
             return True
@@ -70,16 +85,23 @@ class Turn:
         return os.path.normpath(os.path.join(self.run.workdir, rel))
 
     def write(self, rel: str, content: str, append: bool = False) -> None:
-        if not self.allowed(f"write {rel}"):
-            return
         p = self.path(rel)
+        action = self.act("write", path=p, content=content, append=append)
+        if not self.allowed(f"write {rel}"):
+            action.update(denied=True, code=1, output=self.notes[-1])
+            return
         os.makedirs(os.path.dirname(p), exist_ok=True)
         with open(p, "a" if append else "w", encoding="utf-8") as f:
             f.write(content)
+        if append:  # a write tool's input is the whole file
+            with open(p, encoding="utf-8", errors="replace") as f:
+                action["content"] = f.read(64 << 10)
         self.written.append(rel)
 
     def delete(self, rel: str) -> None:
-        if not self.allowed(f"delete {rel}"):
+        import shlex
+
+        if self.shown(f"rm -rf -- {shlex.quote(rel)}", f"delete {rel}") is None:
             return
         p = self.path(rel)
         try:
@@ -96,18 +118,25 @@ class Turn:
         """Run a command with ``/bin/sh -c`` in the working directory, as an agent's shell tool
         does: it inherits the fake's environment and process group, and whatever it leaves
         running in the background (``sleep 600 &``, a ``setsid`` daemon) outlives the turn."""
-        if not self.allowed(f"shell {command}"):
+        action = self.shown(command, f"shell {command}")
+        if action is None:
             return
         import subprocess
+        import tempfile
 
-        # Output to /dev/null: a background child holding a pipe would keep the turn open.
-        proc = subprocess.run(
-            ["/bin/sh", "-c", command],
-            cwd=self.run.workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        # Output to a file, not a pipe: a background child holding a pipe would keep the
+        # turn open. The output is what the shell tool's result shows.
+        with tempfile.TemporaryFile() as out:
+            proc = subprocess.run(
+                ["/bin/sh", "-c", command],
+                cwd=self.run.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            out.seek(0)
+            action.update(output=out.read(64 << 10).decode("utf-8", "replace"))
+        action["code"] = proc.returncode
         self.ran.append(command)
         if proc.returncode != 0:
             self.notes.append(f"fake: shell {command!r}: exit code {proc.returncode}")
@@ -124,8 +153,17 @@ class Turn:
         )
 
     def commit(self, message: str) -> None:
-        if not self.allowed("git commit"):
+        import shlex
+
+        action = self.shown(f"git add -A && git commit -q -m {shlex.quote(message)}", "git commit")
+        if action is None:
             return
+        before = len(self.notes)
+        self.do_commit(message)
+        if len(self.notes) > before:
+            action.update(code=1, output="\n".join(self.notes[before:]))
+
+    def do_commit(self, message: str) -> None:
         if find_git(self.run.workdir) is None:
             self.notes.append("fake: git commit skipped: not a git repository")
             return
@@ -143,7 +181,7 @@ class Turn:
         """``git merge main --no-edit``; on a conflict, keep both sides of every unmerged file
         (``union``), ``git add`` them and commit the merge. Returns the reply's sentence.
         Whatever fails, no merge is left in progress."""
-        if not self.allowed(f"git merge {MAIN}"):
+        if self.shown(f"git merge {MAIN} --no-edit", f"git merge {MAIN}") is None:
             return f"I was not allowed to run git merge {MAIN}."
         if find_git(self.run.workdir) is None:
             self.notes.append("fake: git merge skipped: not a git repository")
@@ -225,7 +263,10 @@ class Turn:
 
     def move_task(self, spec: dict) -> None:
         tid, to = str(spec.get("id", "")), str(spec.get("to", "current"))
-        if not self.allowed(f"move task {tid}"):
+        import shlex
+
+        shown = f"mv tasks/*/{shlex.quote(tid + '.json')} tasks/{shlex.quote(to)}/"
+        if self.shown(shown, f"move task {tid}") is None:
             return
         base = tasks_dir(self.run)
         froms = [spec["from"]] if spec.get("from") else ["pending", "current", "complete"]

@@ -104,6 +104,10 @@ class Run:
         self.call: int | None = None
         self.logged = False
         self.extra: dict = {}
+        # What the turn did, in order, as the CLI's tool calls show it (``agent_work.Turn``):
+        # {"tool": "write", "path", "content"} or {"tool": "shell", "command"}, with "output",
+        # "code" and "denied".
+        self.actions: list[dict] = []
 
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - _T0) * 1000)

@@ -1,13 +1,29 @@
-"""codex (OpenAI's Codex CLI, ``@openai/codex``): its harness entry, the parser of its
-``exec --json`` JSONL events, and its fake-API recipe.
+"""codex (OpenAI's Codex CLI, ``@openai/codex``): its harness entry, the reader of its
+``exec --json`` JSONL events (the parser and the transcript), and its fake-API recipe.
+
+The events (checked against codex 0.169.0; codex-rs/exec/src/exec_events.rs): ``thread.started``,
+``turn.started``/``completed``/``failed``, ``error``, and ``item.started``/``item.completed``
+of items: ``agent_message``, ``reasoning``, ``command_execution`` (its shell), ``file_change``
+(apply_patch), ``mcp_tool_call``, ``web_search``, ``todo_list`` and ``error``.
 """
 
 from __future__ import annotations
 
 import json
 from types import MappingProxyType
+from typing import Any
 
-from pytest_oompa.harnesses.output import ParsedOutput, as_dict, as_int, json_lines
+from pytest_oompa.harnesses.output import (
+    Entry,
+    ParsedOutput,
+    as_dict,
+    as_int,
+    as_list,
+    as_str,
+    json_lines,
+    one_line,
+    pretty,
+)
 from pytest_oompa.harnesses.spec import HarnessSpec, RealPackage, Recipe, SessionStrategy
 
 
@@ -44,6 +60,70 @@ def parse_codex_jsonl(stdout: str) -> ParsedOutput:
         output_tokens=tokens_out,
         is_error=bool(errors),
     )
+
+
+def item_call(item: dict[str, Any]) -> Entry | None:
+    """The tool call an item is, or None for an item that is not one."""
+    kind = as_str(item.get("type"))
+    if kind == "command_execution":
+        command = as_str(item.get("command"))
+        return Entry("tool", f"shell: {one_line(command)}", "shell", pretty({"command": command}))
+    if kind == "file_change":
+        changes = [as_dict(c) for c in as_list(item.get("changes"))]
+        shown = ", ".join(f"{as_str(c.get('kind'))} {as_str(c.get('path'))}" for c in changes)
+        return Entry("tool", f"apply_patch {one_line(shown)}", "apply_patch", pretty(changes))
+    if kind == "mcp_tool_call":
+        name = f"{as_str(item.get('server'))}.{as_str(item.get('tool'))}".strip(".") or "mcp"
+        return Entry("tool", name, name, pretty(item.get("arguments")))
+    if kind == "web_search":
+        query = as_str(item.get("query"))
+        return Entry(
+            "tool", f"web_search {one_line(query)}", "web_search", pretty({"query": query})
+        )
+    return None
+
+
+def item_result(item: dict[str, Any], tool: str) -> Entry:
+    kind = as_str(item.get("type"))
+    if kind == "command_execution":
+        output = as_str(item.get("aggregated_output"))
+        code = as_int(item.get("exit_code"))
+        return Entry("result", output if code in (0, None) else f"{output}\n[exit {code}]", tool)
+    if kind == "mcp_tool_call" and item.get("error") is not None:
+        return Entry("result", as_str(as_dict(item.get("error")).get("message")) or "error", tool)
+    if kind == "mcp_tool_call":
+        return Entry("result", pretty(item.get("result")), tool)
+    return Entry("result", as_str(item.get("status")), tool)
+
+
+def transcript_codex(stdout: str) -> list[Entry]:
+    entries: list[Entry] = []
+    started: dict[str, str] = {}  # item id -> tool name, for the call shown when it started
+    for event in json_lines(stdout):
+        if event is None:
+            continue
+        kind = event.get("type")
+        item = as_dict(event.get("item"))
+        if kind in ("item.started", "item.completed"):
+            call = item_call(item)
+            item_id = as_str(item.get("id"))
+            if call is not None and item_id not in started:
+                started[item_id] = call.tool
+                entries.append(call)
+            if kind == "item.started":
+                continue
+            if call is not None:
+                entries.append(item_result(item, started[item_id]))
+            elif item.get("type") == "agent_message" and as_str(item.get("text")).strip():
+                entries.append(Entry("message", item["text"]))
+            elif item.get("type") == "error":
+                entries.append(Entry("error", as_str(item.get("message")) or "error"))
+        elif kind == "error":
+            entries.append(Entry("error", as_str(event.get("message")) or "error"))
+        elif kind == "turn.failed":
+            message = as_str(as_dict(event.get("error")).get("message"))
+            entries.append(Entry("error", message or "turn failed"))
+    return entries
 
 
 _CODEX_CONFIG = """\
@@ -93,6 +173,7 @@ SPEC = HarnessSpec(
     resume_prompt_args=("{prompt}",),
     session=SessionStrategy.REPORTED,
     parser=parse_codex_jsonl,
+    transcript=transcript_codex,
     env_pass=("OPENAI_*", "CODEX_*", "AZURE_OPENAI_*"),
     stdin_note="must be closed, or it blocks forever",
     exit_codes=MappingProxyType({"bad-flag": 2, "unknown-session": 1}),

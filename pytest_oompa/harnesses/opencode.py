@@ -1,13 +1,28 @@
-"""opencode (``opencode-ai``): its harness entry, the parser of its ``run --format json`` NDJSON
-events, and its fake-API recipe.
+"""opencode (``opencode-ai``): its harness entry, the reader of its ``run --format json``
+NDJSON events (the parser and the transcript), and its fake-API recipe.
+
+The events (checked against opencode 1.18.33), each with a ``part``: ``step_start``, ``text``,
+``reasoning``, ``tool_use`` (``part.tool`` and ``part.state``: status, input, output or error,
+title), ``step_finish`` (tokens, cost) and ``error``.
 """
 
 from __future__ import annotations
 
 import json
 from types import MappingProxyType
+from typing import Any
 
-from pytest_oompa.harnesses.output import ParsedOutput, as_dict, as_int, as_num, json_lines
+from pytest_oompa.harnesses.output import (
+    Entry,
+    ParsedOutput,
+    as_dict,
+    as_int,
+    as_num,
+    as_str,
+    json_lines,
+    one_line,
+    pretty,
+)
 from pytest_oompa.harnesses.spec import HarnessSpec, RealPackage, Recipe, SessionStrategy
 
 
@@ -50,6 +65,45 @@ def parse_opencode_ndjson(stdout: str) -> ParsedOutput:
         cost_usd=cost,
         is_error=is_error,
     )
+
+
+PATH_KEYS = ("filePath", "path", "pattern", "url", "query")
+
+
+def tool_summary(name: str, tool_input: dict[str, Any], title: str) -> str:
+    """ "write src/app.py", "bash: git commit -m x"."""
+    if as_str(tool_input.get("command")):
+        return f"{name}: {one_line(tool_input['command'])}"
+    for key in PATH_KEYS:
+        if as_str(tool_input.get(key)):
+            return f"{name} {one_line(tool_input[key])}"
+    return f"{name} {one_line(title)}".strip()
+
+
+def transcript_opencode(stdout: str) -> list[Entry]:
+    entries: list[Entry] = []
+    for event in json_lines(stdout):
+        if event is None:
+            continue
+        kind = event.get("type")
+        part = as_dict(event.get("part"))
+        if kind == "text" and as_str(part.get("text")).strip():
+            entries.append(Entry("message", part["text"]))
+        elif kind == "tool_use":
+            name = as_str(part.get("tool")) or "tool"
+            state = as_dict(part.get("state"))
+            tool_input = as_dict(state.get("input"))
+            summary = tool_summary(name, tool_input, as_str(state.get("title")))
+            entries.append(Entry("tool", summary, name, pretty(state.get("input"))))
+            if state.get("status") == "error":
+                entries.append(Entry("result", as_str(state.get("error")) or "error", name))
+            elif "output" in state:
+                entries.append(Entry("result", as_str(state.get("output")), name))
+        elif kind == "error":
+            error = as_dict(event.get("error"))
+            message = as_str(as_dict(error.get("data")).get("message"))
+            entries.append(Entry("error", message or as_str(error.get("name")) or "error"))
+    return entries
 
 
 _OPENCODE_CONFIG = {
@@ -98,6 +152,7 @@ SPEC = HarnessSpec(
     prompt_args=("--", "{prompt}"),
     session=SessionStrategy.REPORTED,
     parser=parse_opencode_ndjson,
+    transcript=transcript_opencode,
     # opencode talks to many providers; each reads its own key.
     env_pass=(
         "OPENCODE_*",

@@ -72,6 +72,11 @@ class HarnessRegistry:
                 f"harness {spec.name!r}: parser must be a callable (stdout -> ParsedOutput), "
                 f"not {spec.parser!r}"
             )
+        if not callable(spec.transcript):
+            raise ValueError(
+                f"harness {spec.name!r}: transcript must be a callable (stdout -> list[Entry]), "
+                f"not {spec.transcript!r}"
+            )
         self._specs[spec.name] = spec
 
     def get(self, name: str) -> HarnessSpec:

@@ -15,7 +15,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Literal
 
-from pytest_oompa.harnesses.output import ParsedOutput, parse_text
+from pytest_oompa.harnesses.output import Entry, ParsedOutput, parse_text, text_transcript
 
 
 class SessionStrategy(str, Enum):
@@ -42,6 +42,9 @@ class HarnessSpec:
     # Reads the CLI's structured output (text, session id, tokens, cost); a plugin's harness
     # brings its own callable.
     parser: Callable[[str], ParsedOutput] = parse_text
+    # Reads the same output as what the agent did, step by step (messages, tool calls and
+    # their results, errors) for the report; never raises, skips what it cannot read.
+    transcript: Callable[[str], list[Entry]] = text_transcript
     env: Mapping[str, str] = field(default_factory=dict)
     # What the CLI does with an open stdin; we always pass a closed one (DEVNULL).
     stdin_note: str = ""
@@ -62,6 +65,9 @@ class HarnessSpec:
 
     def parse(self, stdout: str) -> ParsedOutput:
         return self.parser(stdout)
+
+    def entries(self, stdout: str) -> list[Entry]:
+        return self.transcript(stdout)
 
     @property
     def parser_name(self) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_oompa.harnesses.output import ParsedOutput, parse_text
+from pytest_oompa.harnesses.output import ParsedOutput, parse_text, text_transcript
 from pytest_oompa.harnesses.registry import HarnessRegistry, UnknownHarness
 from pytest_oompa.harnesses.spec import HarnessSpec, SessionMode, build_command
 
@@ -29,7 +29,8 @@ def test_claude_fresh_chooses_a_uuid_and_resume_uses_it_alone():
         "-p",
         "--dangerously-skip-permissions",
         "--output-format",
-        "json",
+        "stream-json",
+        "--verbose",
         "--model",
         "opus",
         "--session-id",
@@ -118,6 +119,8 @@ def test_registry_lookup_and_registration():
     assert "aider" in reg.names()
     with pytest.raises(ValueError, match="parser must be a callable"):
         reg.register(HarnessSpec(name="x", binary="x", parser="yaml"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="transcript must be a callable"):
+        reg.register(HarnessSpec(name="x", binary="x", transcript="y"))  # type: ignore[arg-type]
 
 
 def test_a_registered_harness_brings_its_own_parser():
@@ -138,6 +141,7 @@ def test_every_builtin_entry_carries_all_its_facts():
         assert spec.recipe is not None and spec.recipe.api, spec.name
         assert spec.default_model != "default", spec.name
         assert spec.parser is not parse_text, spec.name
+        assert spec.transcript is not text_transcript, spec.name
 
 
 def test_parsers_read_text_session_and_usage():

@@ -32,6 +32,7 @@ from pytest_oompa.core import paths
 from pytest_oompa.harnesses import real_clis
 from pytest_oompa.harnesses.registry import HarnessRegistry
 from pytest_oompa.harnesses.spec import SessionMode, build_command
+from pytest_oompa.harnesses.transcript import from_command_log
 from pytest_oompa.offline.fake_api import FakeModelAPI
 from pytest_oompa.plugin.swarm_runner import SwarmRunner
 
@@ -419,7 +420,7 @@ CASES = [
     Case(
         "stream-json-without-verbose",
         "claude",
-        lambda a, d: [("stream-json" if x == "json" else x) for x in a],
+        lambda a, d: [x for x in a if x != "--verbose"],
         1,
         "Error: When using --print, --output-format=stream-json requires --verbose",
     ),
@@ -655,7 +656,52 @@ def test_swarm_with_one_real_worker(harness: str, tmp_path: Path) -> None:
     assert review.verdict == "approved"
     assert "VERDICT: APPROVED" in review.output
     assert [r.conversation for r in requests if r.conversation == "probe"] == ["probe"]
+    assert_worker_transcript(run.run_dir, harness)
     shutil.rmtree(tmp_path / "home", ignore_errors=True)
+
+
+# The tool calls the fake model API's "write" and "shell" turns make each real CLI do: the CLI's
+# own write tool (codex writes with its shell), then its shell tool with the commit.
+WRITE_TOOL = {"claude": "Write", "codex": "shell", "opencode": "write", "gemini": "write_file"}
+SHELL_TOOL = {"claude": "Bash", "codex": "shell", "opencode": "bash", "gemini": "run_shell_command"}
+
+
+def assert_worker_transcript(run_dir: Path, harness: str) -> None:
+    """The worker's command logs keep the CLI's whole event stream (claude stream-json, gemini
+    -o stream-json, codex and opencode JSON events), and ``transcript`` reads from them the tool
+    calls the real CLI made: the file it wrote and the shell command that committed it."""
+    logs = sorted((run_dir / "commands").glob("*.ndjson"))
+    worker = []
+    for log in logs:
+        start = json.loads(log.read_text().splitlines()[0])
+        if start["role"] == "worker":
+            worker.append(log)
+    assert len(worker) == 2, [p.name for p in logs]
+    read = [from_command_log(log) for log in worker]
+    assert {name for name, _ in read} == {harness}
+    entries = [e for _, found in read for e in found]
+    calls = [e for e in entries if e.kind == "tool"]
+    assert [c.tool for c in calls] == [WRITE_TOOL[harness], SHELL_TOOL[harness]], calls
+    write, commit = calls
+    assert "hello.txt" in write.input
+    if harness != "codex":  # codex's multi-line printf shows its first line only
+        assert write.text.endswith("hello.txt")
+    assert "git commit -qm 'w0: hello'" in json.loads(commit.input)["command"]
+    result = entries[entries.index(commit) + 1]
+    assert (result.kind, result.tool, result.text.strip()) == (
+        "result",
+        SHELL_TOOL[harness],
+        "committed",
+    )
+    assert entries[-1].kind == "message" and "COMPLETE_AND_READY_FOR_MERGE" in entries[-1].text
+    if harness in ("claude", "gemini"):  # the stream, not the one result object of old
+        raw = "".join(
+            e["data"]
+            for line in worker[1].read_text().splitlines()
+            if (e := json.loads(line))["event"] == "output" and e["stream"] == "stdout"
+        )
+        kinds = {json.loads(line)["type"] for line in raw.splitlines() if line.strip()}
+        assert {"tool_use", "result"} <= kinds or {"assistant", "user", "result"} <= kinds
 
 
 # ------------------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ def fresh(h: str, prompt: str, cwd: Path, sid: str | None = None) -> list[str]:
             "-p",
             "--dangerously-skip-permissions",
             "--output-format",
-            "json",
+            "stream-json",
+            "--verbose",
             "--model",
             m,
             *session,
@@ -71,7 +72,7 @@ def fresh(h: str, prompt: str, cwd: Path, sid: str | None = None) -> list[str]:
         "-m",
         m,
         "-o",
-        "json",
+        "stream-json",
         *session,
         f"--prompt={prompt}",
     ]
@@ -101,7 +102,8 @@ def resume(h: str, prompt: str, sid: str, cwd: Path) -> list[str]:
             "-p",
             "--dangerously-skip-permissions",
             "--output-format",
-            "json",
+            "stream-json",
+            "--verbose",
             "--model",
             m,
             "--resume",
@@ -120,7 +122,7 @@ def resume(h: str, prompt: str, sid: str, cwd: Path) -> list[str]:
         "-m",
         m,
         "-o",
-        "json",
+        "stream-json",
         "--resume",
         sid,
         f"--prompt={prompt}",
@@ -136,14 +138,17 @@ def strip_filler(out: str) -> str:
 
 
 def parse(h: str, out: str) -> tuple[str, str | None]:
-    """(reply text, session id) from the structured output of the argv above."""
+    """(reply text, session id) from the structured output of the argv above (the registry's
+    formats: claude and gemini stream-json, codex and opencode their JSON events)."""
     out = strip_filler(out)
-    if h in ("claude", "gemini"):
-        obj = json.loads(out)
-        if h == "claude":
-            return obj["result"], obj["session_id"]
-        return obj["response"], obj["session_id"]
     events = [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+    if h == "claude":
+        (result,) = [e for e in events if e["type"] == "result"]
+        return result["result"], result["session_id"]
+    if h == "gemini":
+        (init,) = [e for e in events if e["type"] == "init"]
+        texts = [e["content"] for e in events if e["type"] == "message" and e["role"] != "user"]
+        return "".join(texts), init["session_id"]
     if h == "codex":
         sid = next(e["thread_id"] for e in events if e["type"] == "thread.started")
         texts = [

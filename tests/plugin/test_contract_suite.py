@@ -95,8 +95,8 @@ def test_a_wrong_resume_flag_fails_the_resume_checks_readably(pytester):
             "FAILED *"
             + lit(
                 "::test_resume_is_accepted[claude-fake: resume: claude -p "
-                "--dangerously-skip-permissions --output-format json --model {model} "
-                "--resume-from {session} -- {prompt}]"
+                "--dangerously-skip-permissions --output-format stream-json --verbose "
+                "--model {model} --resume-from {session} -- {prompt}]"
             )
             + "*",  # under CI=true pytest does not truncate: the message follows the id
             "FAILED *"
@@ -110,8 +110,8 @@ def test_a_wrong_resume_flag_fails_the_resume_checks_readably(pytester):
                 "did not accept the registry's argv for a resume (resume_args "
                 "('--resume-from', '{session}')): exit code 1"
             ),
-            "*argv: */claude -p --dangerously-skip-permissions --output-format json --model "
-            "sonnet --resume-from * -- *",
+            "*argv: */claude -p --dangerously-skip-permissions --output-format stream-json "
+            "--verbose --model sonnet --resume-from * -- *",
             "*error: unknown option '--resume-from'*",
         ]
     )

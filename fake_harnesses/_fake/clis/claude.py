@@ -181,9 +181,61 @@ def handle(run: Run) -> int:
     return agent_turn(run, render)
 
 
+# The tools a fake turn uses, by claude's names (its init event lists more).
+TOOLS = ("Bash", "Edit", "Read", "Write")
+
+
+def assistant(run: Run, model: str, block: dict, inp: int = 0, outp: int = 0) -> dict:
+    """An ``assistant`` event: claude prints each content block as an event of its own."""
+    return {
+        "type": "assistant",
+        "message": {
+            "id": "msg_" + os.urandom(12).hex(),
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [block],
+            "stop_reason": None,
+            "usage": {"input_tokens": inp, "output_tokens": outp},
+        },
+        "parent_tool_use_id": None,
+        "session_id": run.session_id,
+        "uuid": new_uuid(),
+    }
+
+
+def tool_events(run: Run, model: str, action: dict) -> str:
+    """A tool call the turn made: the ``tool_use`` block (Write with file_path and content,
+    or Bash with the command) and the ``user`` event with its ``tool_result``."""
+    tool_id = "toolu_" + os.urandom(12).hex()
+    if action["tool"] == "write":
+        name, tool_input = "Write", {"file_path": action["path"], "content": action["content"]}
+        output = action["output"] or f"File created successfully at: {action['path']}"
+    else:
+        name, tool_input = "Bash", {"command": action["command"], "description": "fake agent"}
+        output = action["output"].rstrip("\n")
+        if action["code"] and not action["denied"]:
+            output = f"Exit code {action['code']}\n{output}".rstrip("\n")
+    block = {"type": "tool_use", "id": tool_id, "name": name, "input": tool_input}
+    result = {
+        "tool_use_id": tool_id,
+        "type": "tool_result",
+        "content": output,
+        "is_error": bool(action["code"]),
+    }
+    user = {
+        "type": "user",
+        "message": {"role": "user", "content": [result]},
+        "parent_tool_use_id": None,
+        "session_id": run.session_id,
+        "uuid": new_uuid(),
+    }
+    return json_line(assistant(run, model, block)) + json_line(user)
+
+
 def render(run: Run, reply: str, code: int) -> str:
-    """What claude prints: the reply (text), one result object (json), or the init,
-    assistant and result events (stream-json)."""
+    """What claude prints: the reply (text), one result object (json), or the init event,
+    the turn's tool calls and results, its reply and the result event (stream-json)."""
     fmt, sid = run.fmt, run.session_id
     inp, outp, cost = token_usage(run, reply)
     ms = run.elapsed_ms()
@@ -221,25 +273,19 @@ def render(run: Run, reply: str, code: int) -> str:
             "subtype": "init",
             "cwd": run.cwd,
             "session_id": sid,
+            "tools": list(TOOLS),
+            "mcp_servers": [],
             "model": model,
             "permissionMode": "bypassPermissions" if run.auto else "default",
-            "tools": [],
+            "apiKeySource": "none",
+            "claude_code_version": VERSION.split()[0],
             "uuid": new_uuid(),
         }
-        msg = {
-            "type": "assistant",
-            "message": {
-                "id": "msg_" + os.urandom(12).hex(),
-                "type": "message",
-                "role": "assistant",
-                "model": model,
-                "content": [{"type": "text", "text": reply}],
-                "stop_reason": None,
-                "usage": {"input_tokens": inp, "output_tokens": outp},
-            },
-            "parent_tool_use_id": None,
-            "session_id": sid,
-            "uuid": new_uuid(),
-        }
-        return json_line(init) + json_line(msg) + json_line(result)
+        out = json_line(init)
+        for action in run.actions:
+            out += tool_events(run, model, action)
+        if reply:
+            out += json_line(assistant(run, model, {"type": "text", "text": reply}, inp, outp))
+        result["num_turns"] = 1 + len(run.actions)
+        return out + json_line(result)
     return reply + "\n" if reply else ""

@@ -202,8 +202,43 @@ def handle(run: Run) -> int:
     return agent_turn(run, render)
 
 
+def item_events(item_id: str, action: dict) -> str:
+    """A tool call the turn made: a ``file_change`` item (apply_patch) for a written file, a
+    ``command_execution`` item (started, then completed) for a shell command."""
+    if action["tool"] == "write":
+        kind = "update" if action.get("append") else "add"
+        item = {
+            "id": item_id,
+            "type": "file_change",
+            "changes": [{"path": action["path"], "kind": kind}],
+            "status": "failed" if action["code"] else "completed",
+        }
+        return json_line({"type": "item.completed", "item": item})
+    # As codex shows it: the command in double quotes for bash -lc.
+    escaped = action["command"].replace("\\", "\\\\").replace('"', '\\"')
+    item = {
+        "id": item_id,
+        "type": "command_execution",
+        "command": '/bin/bash -lc "' + escaped + '"',
+        "aggregated_output": "",
+        "exit_code": None,
+        "status": "in_progress",
+    }
+    out = json_line({"type": "item.started", "item": dict(item)})
+    if action["denied"]:
+        item.update(status="declined", aggregated_output=action["output"])
+    else:
+        item.update(
+            aggregated_output=action["output"],
+            exit_code=action["code"],
+            status="failed" if action["code"] else "completed",
+        )
+    return out + json_line({"type": "item.completed", "item": item})
+
+
 def render(run: Run, reply: str, code: int) -> str:
-    """What ``codex exec`` prints: the reply with a banner on stderr, or ``--json`` events."""
+    """What ``codex exec`` prints: the reply with a banner on stderr, or ``--json`` events
+    (the thread, the turn's tool calls as items, the reply, the turn's end)."""
     fmt, sid = run.fmt, run.session_id
     inp, outp, _ = token_usage(run, reply)
     model = run.model or DEFAULT_MODEL
@@ -219,8 +254,10 @@ def render(run: Run, reply: str, code: int) -> str:
     out = json_line({"type": "thread.started", "thread_id": sid}) + json_line(
         {"type": "turn.started"}
     )
+    for n, action in enumerate(run.actions):
+        out += item_events(f"item_{n}", action)
     if reply:
-        item = {"id": "item_0", "type": "agent_message", "text": reply}
+        item = {"id": f"item_{len(run.actions)}", "type": "agent_message", "text": reply}
         out += json_line({"type": "item.completed", "item": item})
     if failed:
         message = f"fake codex: scripted exit {code}"

@@ -10,6 +10,7 @@ formats (text, json, stream-json).
 from __future__ import annotations
 
 import os
+import time
 
 from ..errors import NOT_EMULATED, Refuse
 from ..invocation import Run, new_uuid
@@ -202,8 +203,36 @@ def handle(run: Run) -> int:
     return agent_turn(run, render)
 
 
+def tool_events(action: dict) -> str:
+    """A tool call the turn made: ``tool_use`` (write_file with file_path and content, or
+    run_shell_command with the command) and its ``tool_result``."""
+    if action["tool"] == "write":
+        name, params = "write_file", {"file_path": action["path"], "content": action["content"]}
+    else:
+        name, params = "run_shell_command", {"command": action["command"]}
+    tool_id = f"{name}__{name}_{int(time.time() * 1000)}_{os.urandom(2).hex()}"
+    use = {
+        "type": "tool_use",
+        "timestamp": iso_now(),
+        "tool_name": name,
+        "tool_id": tool_id,
+        "parameters": params,
+    }
+    result: dict = {"type": "tool_result", "timestamp": iso_now(), "tool_id": tool_id}
+    if action["code"]:
+        result["status"] = "error"
+        result["output"] = action["output"]
+        result["error"] = {"type": "TOOL_EXECUTION_ERROR", "message": action["output"]}
+    else:
+        result["status"] = "success"
+        if action["tool"] != "write":  # write_file's result has no display text
+            result["output"] = action["output"].rstrip("\n")
+    return json_line(use) + json_line(result)
+
+
 def render(run: Run, reply: str, code: int) -> str:
-    """What gemini prints: the reply (text), one JSON object (json), or events (stream-json)."""
+    """What gemini prints: the reply (text), one JSON object (json), or events (stream-json:
+    init, the prompt, the turn's tool calls and results, the reply, the result)."""
     import json
 
     fmt, sid = run.fmt, run.session_id
@@ -248,6 +277,8 @@ def render(run: Run, reply: str, code: int) -> str:
         out += json_line(
             {"type": "message", "timestamp": iso_now(), "role": "user", "content": run.prompt}
         )
+        for action in run.actions:
+            out += tool_events(action)
         if reply:
             out += json_line(
                 {
@@ -269,7 +300,16 @@ def render(run: Run, reply: str, code: int) -> str:
                 "cached": 0,
                 "input": inp,
                 "duration_ms": ms,
-                "tool_calls": 0,
+                "tool_calls": len(run.actions),
+                "models": {
+                    model: {
+                        "total_tokens": inp + outp,
+                        "input_tokens": inp,
+                        "output_tokens": outp,
+                        "cached": 0,
+                        "input": inp,
+                    }
+                },
             },
         }
         if failed:

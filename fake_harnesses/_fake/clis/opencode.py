@@ -175,8 +175,27 @@ def handle(run: Run) -> int:
     return agent_turn(run, render)
 
 
+def tool_part(action: dict, now: int) -> dict:
+    """A tool call the turn made, as a ``tool`` part: ``write`` with filePath and content, or
+    ``bash`` with the command, and its state (output, or the error)."""
+    if action["tool"] == "write":
+        tool, tool_input = "write", {"filePath": action["path"], "content": action["content"]}
+        title, output = os.path.basename(action["path"]), "Wrote file successfully."
+    else:
+        tool, tool_input = "bash", {"command": action["command"], "description": "fake agent"}
+        title, output = action["command"], action["output"]
+    state: dict = {"status": "completed", "input": tool_input, "output": output, "title": title}
+    if action["denied"] or (action["code"] and action["tool"] == "write"):
+        state = {"status": "error", "input": tool_input, "error": action["output"]}
+    elif action["tool"] != "write":
+        state["metadata"] = {"output": output, "exit": action["code"], "truncated": False}
+    state["time"] = {"start": now, "end": now}
+    return {"tool": tool, "callID": "call_" + os.urandom(12).hex(), "state": state}
+
+
 def render(run: Run, reply: str, code: int) -> str:
-    """What ``opencode run`` prints: the reply, or JSON events (``--format json``)."""
+    """What ``opencode run`` prints: the reply, or JSON events (``--format json``: a step
+    with the turn's tool calls, its reply and the step's end)."""
     fmt, sid = run.fmt, run.session_id
     inp, outp, cost = token_usage(run, reply)
     failed = code != 0
@@ -200,6 +219,8 @@ def render(run: Run, reply: str, code: int) -> str:
         )
 
     out = event("step_start", part=part("step-start"))
+    for action in run.actions:
+        out += event("tool_use", part=part("tool", **tool_part(action, now)))
     if reply:
         out += event("text", part=part("text", text=reply, time={"start": now, "end": now}))
     if failed:

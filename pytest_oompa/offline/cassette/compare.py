@@ -18,8 +18,13 @@ from .matching import TASK_STATUS, TASK_STATUS_MASK, TIMESTAMP, UUID, path_varia
 _SHA = re.compile(r"\b[0-9a-f]{40}\b")
 _UUID_RE = re.compile(UUID)
 _SES = re.compile(r"\bses_[0-9A-Za-z]{26}\b")
+# An id cut short at the end of a text: an error snippet is the head of a call's output cut to
+# a fixed length, and a stream's first event (claude's and gemini's init) carries the session id.
+_CUT_ID = re.compile(r"\b(?:[0-9a-f]{8}-[0-9a-f-]{0,27}|ses_[0-9A-Za-z]{0,25})\Z")
 #: Fields that measure time or the process, not what the run did.
-VOLATILE_KEYS = frozenset({"duration-ms", "pid", "t", "updated-at", "interval-s"})
+VOLATILE_KEYS = frozenset(
+    {"duration-ms", "pid", "t", "updated-at", "interval-s", "resume-token-sha256"}
+)
 #: Files of a run folder that say how the run went, not what it did.
 VOLATILE_FILES = frozenset({"heartbeat.json", "report.html", "live-summary.json"})
 
@@ -49,7 +54,8 @@ def comparable_artifacts(
         s = TASK_STATUS.sub(TASK_STATUS_MASK, s)
         s = _SHA.sub("<sha>", s)
         s = _UUID_RE.sub("<uuid>", s)
-        return _SES.sub("<session>", s)
+        s = _SES.sub("<session>", s)
+        return _CUT_ID.sub("<id>", s)
 
     def norm(value: Any, key: str = "") -> Any:
         if isinstance(value, dict):
@@ -65,6 +71,9 @@ def comparable_artifacts(
     for path in sorted(p for p in run.rglob("*") if p.is_file()):
         rel = path.relative_to(run).as_posix()
         if path.name in VOLATILE_FILES or path.name.startswith("."):
+            continue
+        if rel.startswith("diffs/"):  # a merged patch, verbatim: its text, masked
+            out[rel] = text(path.read_text(encoding="utf-8", errors="replace"))
             continue
         data = read_any(run.parent, path)
         if rel.startswith("commands/"):
