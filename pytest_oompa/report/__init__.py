@@ -2,8 +2,9 @@
 
 Built from the run's files alone, so it works for a run written on another machine and for a run
 that was cut off; a file it cannot use becomes a message on the page, never a crash. The layer
-reads the run folder through ``runs`` (artifact schemas, the runs folder) and imports nothing
-above it: the engine calls :func:`write_report` when a swarm ends, and the command line
+reads the run folder through ``runs`` (artifact schemas, the runs folder) and the command logs
+through ``harnesses`` (transcripts), and imports nothing above them: the engine calls
+:func:`write_report` while a swarm runs and when it ends, and the command line
 (``python -m pytest_oompa report``) calls :func:`main`. It never imports pytest.
 
 Its rooms, in the order the data flows:
@@ -14,6 +15,9 @@ Its rooms, in the order the data flows:
 - :mod:`~pytest_oompa.report.markup`: HTML as an element tree, escaped by its serializer only;
 - :mod:`~pytest_oompa.report.timeline` and :mod:`~pytest_oompa.report.sections`: the timeline
   and the tables, each a function from the run to one ``<section>``;
+- :mod:`~pytest_oompa.report.work`, with :mod:`~pytest_oompa.report.transcripts` and
+  :mod:`~pytest_oompa.report.patches`: what each iteration did, its calls' transcripts (read
+  from their command logs through the harnesses layer) and the patch it merged, capped;
 - :mod:`~pytest_oompa.report.page`: the document, with ``static/report.css`` and
   ``static/report.js`` inlined and a Content-Security-Policy that allows only that script;
 - :mod:`~pytest_oompa.report.cli`: the command.

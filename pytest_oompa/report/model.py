@@ -2,7 +2,8 @@
 
 The report is built from the run's files alone (``run.json``, ``summary.json``,
 ``live-summary.json``, ``iterations/``, ``reviews/`` and the run-tracking files
-``oompa-run.json``, ``heartbeat.json``, ``calls/``, ``errors/``), so that it works for a run
+``oompa-run.json``, ``heartbeat.json``, ``calls/``, ``errors/``; the patches in ``diffs/``
+and the command logs in ``commands/`` are read where they are shown), so that it works for a run
 written on another machine and for a run that was cut off. Every contract file is validated on
 read; a file that cannot be read, is not JSON or fails its schema becomes a :class:`Problem` that
 the page lists, never an exception: a report of a broken run is when it is needed most.
@@ -201,6 +202,7 @@ class Iteration:
     calls_rel: str | None = None
     source: str = "iteration"  # or "cycle": a cycle file of a worker without iteration files
     task_ids: list[str] = field(default_factory=list)  # a cycle names every task it claimed
+    patch_rel: str | None = None  # diffs/{worker}-{i|c}{N}.patch: what its merge brought
 
     @property
     def start(self) -> datetime:
@@ -230,6 +232,11 @@ class Iteration:
         """The id of its table row: unique across both kinds (``it-w0-1`` for iteration 1,
         ``cy-w0-1`` for cycle 1, so that a worker shown either way keeps the same id)."""
         return f"{'cy' if self.is_cycle else 'it'}-{self.worker}-{self.n}"
+
+    @property
+    def work_anchor(self) -> str:
+        """The id of its transcripts and diff in the page (``work-it-w0-1``)."""
+        return f"work-{self.anchor}"
 
     @property
     def open(self) -> bool:
@@ -606,6 +613,7 @@ class _Loader:
                 rel=rel,
                 task_ids=[data["task-id"]] if data.get("task-id") else [],
             )
+            self.attach_patch(it)
             calls_rel = f"calls/{it.worker}-i{it.n}.json"
             it.calls = self.calls(calls_rel, it.worker, ("iteration", it.n))
             if it.calls is not None:
@@ -654,11 +662,18 @@ class _Loader:
                 source="cycle",
                 task_ids=claimed,
             )
+            self.attach_patch(it)
             calls_rel = f"calls/{it.worker}-c{it.n}.json"
             it.calls = self.calls(calls_rel, it.worker, ("cycle", it.n))
             if it.calls is not None:
                 it.calls_rel = calls_rel
             self.run.iterations.append(it)
+
+    def attach_patch(self, it: Iteration) -> None:
+        """The patch its merge brought into main, kept by the engine (from 0.7.3 support on)."""
+        rel = f"diffs/{it.worker}-{it.key}.patch"
+        if (self.dir / rel).is_file():
+            it.patch_rel = rel
 
     def load_worker_states(self) -> None:
         folder = self.dir / "workers"

@@ -7,6 +7,10 @@ popover script are the package's ``static/report.css`` and ``static/report.js``,
 file can be opened offline, mailed or attached to a CI job on its own. A Content-Security-Policy
 allows no script but that one (by the sha256 of the text actually inlined) and no network access,
 a second line of defence behind the escaping that :mod:`~pytest_oompa.report.markup` does.
+
+A page written while its run is running is live: a badge says when it was written, and a meta
+refresh (not a script, so the CSP allows it, and it works without JavaScript) reloads it every
+:data:`REFRESH_SECONDS` while the engine keeps rewriting it; a finished run's page has neither.
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ from pytest_oompa.report.formatting import clip, fmt_cost, fmt_ms, fmt_ts, sum_k
 from pytest_oompa.report.markup import Child, Element, add, document, el
 from pytest_oompa.report.model import FAILED_OUTCOMES, Run, int_field, load_run, text_field
 from pytest_oompa.report.timeline import Span, timeline
+from pytest_oompa.report.work import work
 from pytest_oompa.runs.files import written_by
 
-__all__ = ["CSS", "JS", "REPORT_NAME", "render_report", "write_report"]
+__all__ = ["CSS", "JS", "REFRESH_SECONDS", "REPORT_NAME", "render_report", "write_report"]
 
 REPORT_NAME = "report.html"
+#: How often a live page (its run still running) reloads itself; the engine rewrites it about
+#: as often while the run's files change.
+REFRESH_SECONDS = 5
 
 
 def _static(name: str) -> str:
@@ -72,6 +80,7 @@ def write_report(run_dir: Path) -> Path:
 
 def _page(run: Run) -> Element:
     status, _ = run.status()
+    live = status == "running"
     csp = (
         "default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
         f"script-src '{_script_hash()}'; base-uri 'none'; form-action 'none'"
@@ -82,6 +91,9 @@ def _page(run: Run) -> Element:
         el("meta", {"http-equiv": "Content-Security-Policy", "content": csp}),
         el("meta", {"name": "referrer", "content": "no-referrer"}),
         el("meta", {"name": "viewport", "content": "width=device-width,initial-scale=1"}),
+        # A live page reloads itself (no script needed; the CSP does not govern it); a finished
+        # run's page never does.
+        el("meta", {"http-equiv": "refresh", "content": str(REFRESH_SECONDS)}) if live else None,
         el("title", f"oompa swarm {run.swarm_id} · {status}"),
         el("style", CSS),
     )
@@ -89,10 +101,11 @@ def _page(run: Run) -> Element:
     generated = datetime.now(timezone.utc)
     main = el(
         "main",
-        _header(run),
+        _header(run, generated if live else None),
         timeline(run, span),
         sections.workers(run),
         sections.iterations(run, span),
+        work(run),
         sections.tasks(run),
         sections.usage(run),
         sections.planner(run),
@@ -110,13 +123,16 @@ def _page(run: Run) -> Element:
         el("script", JS),
     )
     # data-js turns "ready" when the script ran; the tests read it from the browser's DOM
-    return el("html", {"lang": "en", "data-js": "off"}, head, body)
+    return el(
+        "html", {"lang": "en", "data-js": "off", "data-live": "yes" if live else None}, head, body
+    )
 
 
 # --------------------------------------------------------------------------- the header
 
 
-def _header(run: Run) -> Element:
+def _header(run: Run, live_since: datetime | None) -> Element:
+    """The header; ``live_since`` (the time the page is written) for a live page."""
     status, why = run.status()
     title = el(
         "h1",
@@ -138,6 +154,7 @@ def _header(run: Run) -> Element:
                 ("timeline", "Timeline"),
                 ("workers", "Workers"),
                 ("iterations", sections.units_title(run)),
+                ("work", "Transcripts and diffs"),
                 ("tasks", "Task flow"),
                 ("usage", "Tokens and cost"),
                 ("planner", "Planner"),
@@ -145,7 +162,21 @@ def _header(run: Run) -> Element:
             )
         ],
     )
-    return el("header", title, facts, _notices(run), _totals(run), nav)
+    return el("header", title, _live(live_since), facts, _notices(run), _totals(run), nav)
+
+
+def _live(written: datetime | None) -> Element | None:
+    """The badge of a live page: when it was written, and that it reloads itself."""
+    if written is None:
+        return None
+    return el(
+        "p",
+        {"class": "live", "id": "live", "role": "status"},
+        el("span", {"class": "dot", "aria-hidden": "true"}),
+        el("b", "Live"),
+        f" · written {fmt_ts(written)}. This page reloads itself every {REFRESH_SECONDS} s "
+        "and is rewritten while the run's files change; once the run ends it stops.",
+    )
 
 
 def _facts(run: Run) -> list[tuple[str, Child]]:
@@ -209,21 +240,29 @@ def _gate(gate: Mapping[str, Any]) -> Element:
 
 def _notices(run: Run) -> list[Element]:
     notices = []
-    _, why = run.status()
+    status, why = run.status()
     if not run.complete:
         units = run.units()
         files = run.unit_noun().replace(" or ", " and ")
         source = "live-summary.json" if run.live is not None else f"the {files} files"
         lost = []
+        running = status == "running"
         if "iteration" in units:
-            lost.append("an iteration that was running when the run stopped left no record")
+            lost.append(
+                "an iteration shows here once it has ended"
+                if running
+                else "an iteration that was running when the run stopped left no record"
+            )
         if "cycle" in units:
-            lost.append("a cycle that was running reads as it was after its last attempt")
+            lost.append(
+                f"a cycle {'still going' if running else 'that was running'} reads as it was "
+                "after its last attempt"
+            )
         notices.append(
             el(
                 "div",
                 {"class": "notice", "role": "note"},
-                el("b", "Incomplete run."),
+                el("b", "Run in progress." if status == "running" else "Incomplete run."),
                 f" {why}. Worker numbers come from {source}; {'; '.join(lost)}.",
             )
         )

@@ -330,7 +330,13 @@ def _reviews_cell(it: Iteration) -> list[Child]:
 
 
 def _files_cell(it: Iteration, run_dir: Path) -> list[Child]:
-    links = [file_link(it.rel, run_dir, it.noun)]
+    links: list[Element | None] = []
+    if it.calls or it.patch_rel:  # its entry in the "Transcripts and diffs" section
+        what = "transcript" if it.calls else "diff"
+        if it.calls and it.patch_rel:
+            what = "transcript, diff"
+        links.append(el("a", {"href": f"#{it.work_anchor}", "class": "wk"}, what))
+    links.append(file_link(it.rel, run_dir, it.noun))
     links += [file_link(r.rel, run_dir, f"review r{r.round}") for r in it.reviews]
     if it.calls_rel:  # each call's own files are linked from the calls cell
         links.append(file_link(it.calls_rel, run_dir, "calls"))
