@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import os
 import shutil
 import sys
 import tempfile
@@ -55,3 +56,17 @@ def fake_bin_dir() -> Path:
 
 def scratch_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+
+
+def named_scratch_dir(name: str) -> Path:
+    """A private temporary folder that a later process finds again by ``name`` (the fakes'
+    sessions of a run, which its resume must still find, as a real CLI's are in its HOME).
+    Made owner-only; refused when something else (a link, another user's folder) is there."""
+    path = Path(tempfile.gettempdir()) / name
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        info = path.lstat()
+        if not path.is_dir() or path.is_symlink() or info.st_uid != os.getuid():
+            raise RuntimeError(f"{path} exists and is not this user's own folder") from None
+    return path

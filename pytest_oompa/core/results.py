@@ -143,6 +143,7 @@ class IterationResult:
     cycle: bool = False
     attempts: tuple[Attempt, ...] = ()
     patch: str = ""  # what the merge brought into main (git's patch), capped; "" without one
+    resumed: bool = False  # recorded by an earlier attempt of a resumed run, reported again
 
     @property
     def key(self) -> tuple[str, int]:
@@ -156,6 +157,24 @@ class IterationResult:
     @property
     def unit(self) -> str:
         return "cycle" if self.cycle else "iteration"
+
+
+@dataclass(frozen=True)
+class WorkerState:
+    """What a resumed run needs to continue a worker where it stopped (resume/{id}.json):
+    written when each of its iterations or cycles ends, and when it stops."""
+
+    worker_id: str
+    cycles: bool
+    finished: int  # iterations or cycles finished and recorded
+    status: str  # running (more to do) | exhausted | done | error | idle
+    session_id: str | None  # the session the next unit resumes (claimed, working), else None
+    worktree: str | None  # the worktree the next unit continues in (w0-i3), else None
+    held: tuple[str, ...]
+    next_prompt: str | None
+    metrics: dict[str, int]
+    consecutive_errors: int = 0
+    last_merge: str | None = None
 
 
 @dataclass

@@ -300,6 +300,24 @@ class Repo:
             self._with_retries("worktree", "add", "-q", "-b", wt.branch, str(wt.path), MAIN)
         return wt
 
+    def reopen_worktree(self, name: str) -> Worktree | None:
+        """The worktree ``name`` (``w0-i3``) an earlier process of the run left: reused when it
+        is still a worktree on its branch, recreated from the branch when only that is left,
+        else None."""
+        wt = Worktree(self.root / f".{name}", f"oompa/{name}", name)
+        if not self.has_branch(wt.branch):
+            return None
+        if wt.path.is_dir():
+            branch = self.git("branch", "--show-current", cwd=wt.path, check=False).strip()
+            if branch == wt.branch:
+                return wt
+            self.remove_worktree(wt)  # something else sits there: start it again from the branch
+            if not self.has_branch(wt.branch):
+                return None
+        self._with_retries("worktree", "prune")
+        self._with_retries("worktree", "add", "-q", str(wt.path), wt.branch)
+        return wt
+
     def remove_worktree(self, wt: Worktree) -> None:
         """Remove the worktree and its branch; tolerant of either being gone already."""
         with self.worktree_lock:

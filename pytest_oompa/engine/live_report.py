@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from pytest_oompa.report import write_report
 __all__ = ["LiveReport"]
 
 EVERY_SECONDS = 5.0
+QUIET_SECONDS = 60.0
 # where a run's progress shows: a new or rewritten file in one of these
 WATCHED = ("iterations", "cycles", "reviews", "calls", "workers", "diffs")
 
@@ -38,6 +40,7 @@ class LiveReport:
         self.write = write
         self.writes = 0
         self._seen: tuple[int, int] = (0, 0)
+        self._written = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -55,11 +58,14 @@ class LiveReport:
             self.refresh()
 
     def refresh(self) -> bool:
-        """Rewrite the page if the run's files changed since the last look; True if it did."""
+        """Rewrite the page if the run's files changed since the last look, or at least every
+        ``QUIET_SECONDS`` (its 'written at' then says the run is alive through a long agent
+        call); True if it did."""
         now = self._fingerprint()
-        if now == self._seen:
+        if now == self._seen and time.monotonic() - self._written < QUIET_SECONDS:
             return False
         self._seen = now
+        self._written = time.monotonic()
         with contextlib.suppress(Exception):  # a view: the next look tries again
             self.write(self.run_dir)
             self.writes += 1

@@ -231,6 +231,32 @@ def _environ(p: psutil.Process) -> dict[str, str] | None:
         return None
 
 
+SWARM_VAR = "OOMPA_SWARM_ID"  # every call of a swarm run has it (engine/swarm.py)
+
+
+def kill_orphans_of(swarm_id: str, grace: float = 1.0) -> list[Leftover]:
+    """Kill what a dead run's calls left running: every process of this user with a call
+    marker and ``OOMPA_SWARM_ID=swarm_id`` (after a ``kill -9`` of the engine, or of the xdist
+    nodes, its agents run on, orphaned, writing into worktrees a resume is about to reuse).
+    SIGTERM, ``grace`` seconds, SIGKILL; returns what was found."""
+    found: list[tuple[psutil.Process, str]] = []
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        env = _environ(proc)
+        if env is not None and MARKER_VAR in env and env.get(SWARM_VAR) == swarm_id:
+            found.append((proc, _cmdline(proc)))
+    for proc, _ in found:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs([p for p, _ in found], timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=grace)
+    return [Leftover(p.pid, cmd, "orphaned") for p, cmd in found]
+
+
 @dataclass(frozen=True)
 class _Found:
     proc: psutil.Process

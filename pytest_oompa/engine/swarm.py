@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
@@ -49,7 +50,7 @@ from pytest_oompa.engine.preflight import (
     harness_versions,
     probe_models,
 )
-from pytest_oompa.engine.processes import ProcessSupervisor
+from pytest_oompa.engine.processes import SWARM_VAR, ProcessSupervisor, kill_orphans_of
 from pytest_oompa.engine.sandbox import Sandbox
 from pytest_oompa.engine.spend import Spend, SpendMeter
 from pytest_oompa.engine.tasks import TaskQueue, valid_task_id
@@ -59,6 +60,12 @@ from pytest_oompa.harnesses.spec import HarnessCommand
 from pytest_oompa.report import write_report
 from pytest_oompa.runs.artifacts import ArtifactStore
 from pytest_oompa.runs.recorder import Recorder
+from pytest_oompa.runs.resume import (
+    ResumePlan,
+    finished_results,
+    forget_unfinished,
+    resume_event,
+)
 from pytest_oompa.runs.tracking import (
     HEARTBEAT_SECONDS,
     Counts,
@@ -118,6 +125,8 @@ class SwarmOptions:
     # ends: no preflight, planner, run.json, tracking, timeout, task-queue commit, summary or
     # gate. Needs ``swarm_id`` and ``shared_dir``.
     attached: bool = False
+    # Continue a run an earlier process left (runs/resume.py): its id, folder and workers.
+    resume: ResumePlan | None = None
 
 
 @dataclass
@@ -142,6 +151,7 @@ class SwarmResult:
     # The spend limits (engine/spend.py): each limit reached fails the run; spend per account.
     spend_limits_reached: list[str] = field(default_factory=list)
     spend: dict[str, Spend] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # worth saying, not failures (a resume's)
 
 
 class Swarm:
@@ -151,7 +161,8 @@ class Swarm:
         self.config = config
         self.options = options
         self.listener = listener or SwarmListener()
-        self.swarm_id = options.swarm_id or new_swarm_id()
+        resume = options.resume
+        self.swarm_id = resume.swarm_id if resume else (options.swarm_id or new_swarm_id())
         self.registry = options.registry or HarnessRegistry()
         self.repo = Repo(options.repo_root or config.path.parent)
         shared = options.shared_dir
@@ -210,22 +221,59 @@ class Swarm:
             source["PATH"] = f"{paths.fake_bin_dir()}{os.pathsep}{source.get('PATH', '')}"
             if self.config.fake_scenario:
                 extra["OOMPA_FAKE_SCENARIO"] = str(self.config.fake_scenario)
+        # Names the run in every call's processes: a resume finds a dead run's orphans by it.
+        extra[SWARM_VAR] = self.swarm_id
         extra.update(self.config.env.set)
         extra.update(self.options.env or {})
         if self.config.use_fake_harnesses and "OOMPA_FAKE_STATE" not in {**source, **extra}:
             # Fake sessions live with the run's temporary state, never in the user's HOME.
-            extra["OOMPA_FAKE_STATE"] = str(paths.scratch_dir(f"oompa-fake-{self.swarm_id}"))
+            # Found again by a resume of the run, as a real CLI's sessions are in its HOME.
+            extra["OOMPA_FAKE_STATE"] = str(paths.named_scratch_dir(f"oompa-fake-{self.swarm_id}"))
         return source, extra
 
     # -- phases --------------------------------------------------------------------------------
 
     def workers_to_run(self) -> list[WorkerRunner]:
         limits = self.options.limits
+        states = self.options.resume.states if self.options.resume else {}
         return [
-            WorkerRunner(spec, self._context(), limits[spec.id] if limits is not None else None)
+            WorkerRunner(
+                spec,
+                self._context(),
+                limits[spec.id] if limits is not None else None,
+                states.get(spec.id),
+            )
             for spec in self.config.workers
             if limits is None or spec.id in limits
         ]
+
+    def _resume(self, plan: ResumePlan) -> None:
+        """Take the run up where its earlier attempt left it: its start, its end files gone
+        (started.json is written again with this pid, stopped.json and summary.json when this
+        attempt ends), the tasks nobody holds any more back to pending, what a unit cut off
+        in flight left cleared (it runs again, recorded once), the finished ones loaded to be
+        reported again."""
+        # After a kill -9 the dead run's agents may still run, writing into the worktrees
+        # this attempt reuses: they go first (found by their calls' marker).
+        if plan.meta.get("host") == socket.gethostname():
+            for orphan in kill_orphans_of(plan.swarm_id):
+                self.result.notes.append(f"killed an agent the earlier attempt left: {orphan}")
+        self.result.started_at = plan.meta["started-at"]
+        self.result.main_before = plan.meta.get("main-before") or self.result.main_before
+        for name in ("started.json", "stopped.json", "summary.json"):
+            (self.run_dir / name).unlink(missing_ok=True)
+        self.queue.ensure_dirs()
+        held = {t for s in plan.states.values() if s.status == "running" for t in s.held}
+        orphans = [t for t in self.queue.ids("current") if t not in held]
+        self.queue.recycle_unowned(orphans)
+        for spec in self.config.workers:
+            done = plan.finished(spec.id)
+            state = plan.states.get(spec.id)
+            self.result.iterations += finished_results(
+                self.run_dir, spec.id, spec.cycles_mode, done
+            )
+            if state is None or state.status == "running":
+                forget_unfinished(self.run_dir, spec.id, f"{spec.unit}{done + 1}")
 
     def _context(self) -> SwarmContext:
         return SwarmContext(
@@ -240,6 +288,7 @@ class Swarm:
             on_review=self.recorder.review,
             on_iteration_start=self.recorder.cycle_started,
             on_attempt=self.recorder.attempt,
+            on_state=self.recorder.worker_state,
             on_iteration=self._iteration_finished,
             guard=self.guard,
             activity=self.activity,
@@ -266,13 +315,21 @@ class Swarm:
         if runs.is_relative_to(repo.root) and runs != repo.root:
             patterns.append(f"/{runs.relative_to(repo.root).as_posix()}/")
         repo.exclude(*patterns)
-        problems = check_repo(repo) + check_harnesses(self.config, self.caller)
+        resume = self.options.resume
+        # A run cut off by kill -9 never committed its task queue: tasks/ may differ from main.
+        ignored = ("tasks/",) if resume else ()
+        problems = check_repo(repo, ignored) + check_harnesses(self.config, self.caller)
         if problems:
             raise PreflightError(problems)
         self.result.main_before = repo.head("main")
         self.guard.start()
-        self.tracker.start(self.result.started_at, self.result.main_before)
+        if resume is None:
+            self.tracker.start(self.result.started_at, self.result.main_before)
+        else:
+            self.tracker.resume(resume.meta, resume_event(resume))
         try:
+            if resume is not None:
+                self._resume(resume)
             # From now on dashboards list the run, live while this process is (its pid).
             self.recorder.started()
             self._prepare_tracked()
@@ -306,7 +363,8 @@ class Swarm:
             raise PreflightError(problems)
         repo.use_fallback_identity_if_needed()
         self.queue.ensure_dirs()
-        self.recorder.run_started(self.result.started_at)
+        if self.options.resume is None:  # a resumed run has its run.json
+            self.recorder.run_started(self.result.started_at)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._main, name=f"oompa-{self.swarm_id}")
@@ -438,6 +496,7 @@ class Swarm:
             not planner
             or not self.options.run_planner
             or self.options.attached
+            or self.options.resume is not None  # it ran when the run started
             or self._stop.is_set()
         ):
             return None

@@ -108,6 +108,28 @@ class TaskQueue:
                 self._owners[task_id] = worker_id
         return adopted
 
+    def recycle_unowned(self, task_ids: Iterable[str]) -> list[str]:
+        """Tasks in current/ that no worker holds (a killed run's in-flight claims) go back to
+        pending/, whoever's they were."""
+        moved = []
+        for task_id in task_ids:
+            src, dst = self._file("current", task_id), self._file("pending", task_id)
+            try:
+                os.rename(src, dst)
+            except FileNotFoundError:
+                continue
+            moved.append(task_id)
+        return moved
+
+    def reown(self, task_ids: Iterable[str], worker_id: str) -> list[str]:
+        """A resumed worker holds again the tasks it held (those still in current/)."""
+        with self._lock:
+            current = set(self.ids("current"))
+            mine = [t for t in task_ids if t in current]
+            for task_id in mine:
+                self._owners[task_id] = worker_id
+        return mine
+
     def owned_by(self, worker_id: str) -> list[str]:
         with self._lock:
             return sorted(t for t, w in self._owners.items() if w == worker_id)

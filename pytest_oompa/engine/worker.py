@@ -42,6 +42,7 @@ from pytest_oompa.core.results import (
     ReviewRound,
     WorkerMetrics,
     WorkerReport,
+    WorkerState,
     WorkerStatus,
 )
 from pytest_oompa.engine import prompts
@@ -112,6 +113,8 @@ class SwarmContext:
     on_iteration_start: Callable[[str, int], object] = lambda *_: None
     # a cycle's attempt that did not end it (0.7.3 mode): the cycle so far
     on_attempt: Callable[[IterationResult], object] = lambda _: None
+    # what a resume needs, after each unit and when the worker stops
+    on_state: Callable[[WorkerState], object] = lambda _: None
     guard: Guard | None = None  # None: no containment checks (unit tests with stubs)
     activity: ActivityBoard = field(default_factory=ActivityBoard)  # for the live views
 
@@ -158,7 +161,13 @@ class _Iteration:
 
 
 class WorkerRunner:
-    def __init__(self, spec: WorkerSpec, ctx: SwarmContext, limit: int | None = None) -> None:
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        ctx: SwarmContext,
+        limit: int | None = None,
+        resume: WorkerState | None = None,
+    ) -> None:
         self.spec = spec
         self.ctx = ctx
         self.cycles = spec.cycles_mode
@@ -171,6 +180,30 @@ class WorkerRunner:
         self.status = WorkerStatus.IDLE
         self.stop_reason = ""
         self.iterations_run = 0
+        self.last_merge: str | None = None
+        self.ended_before = False  # resumed: the worker had ended, it runs nothing
+        if resume is not None:
+            self._restore(resume)
+
+    def _restore(self, state: WorkerState) -> None:
+        """Continue where an earlier attempt of the run left this worker: its counters, its
+        session and worktree (when the worktree is intact or its branch still exists; else the
+        session goes too: it speaks of work that is gone), the tasks it held."""
+        self.iterations_run = state.finished
+        known = {k: v for k, v in state.metrics.items() if k in WorkerMetrics.__dataclass_fields__}
+        self.metrics = WorkerMetrics(**known)
+        self.consecutive_errors = state.consecutive_errors
+        self.last_merge = state.last_merge
+        if state.status != "running":
+            self.status = WorkerStatus(state.status)
+            self.ended_before = True
+            return
+        if state.worktree:
+            self.worktree = self.ctx.repo.reopen_worktree(state.worktree)
+        if self.worktree is not None or not state.worktree:
+            self.session_id = state.session_id
+            self.next_prompt = state.next_prompt
+        self.ctx.queue.reown(state.held, self.id)
 
     @property
     def id(self) -> str:
@@ -179,12 +212,15 @@ class WorkerRunner:
     # -- the loop ------------------------------------------------------------------------------
 
     def run(self) -> WorkerReport:
+        if self.ended_before:
+            return self.report()
         interrupted = False
+        first = self.iterations_run + 1  # 1, or where a resumed run left the worker
         try:
-            if not self.spec.can_plan:
+            if not self.spec.can_plan and first == 1:
                 self._wait_for_tasks()
-            for n in range(1, self.limit + 1):
-                if n > 1 and self.spec.wait_between:
+            for n in range(first, self.limit + 1):
+                if n > first and self.spec.wait_between:
                     self.ctx.activity.enter(self.id, "", f"between {self._unit_name}s")
                     if self.ctx.stop.wait(self.spec.wait_between):
                         raise Interrupted
@@ -193,7 +229,10 @@ class WorkerRunner:
                 self.ctx.caller.spend.check(self.id)
                 result = self.cycle(n) if self.cycles else self.iteration(n)
                 self.iterations_run = n
+                if result.merged_commit:
+                    self.last_merge = result.merged_commit
                 self.ctx.on_iteration(result)
+                self._save_state("running")
                 if self.status is not WorkerStatus.IDLE:  # done or error: the worker stops here
                     if n < self.limit:
                         self.stop_reason = f"worker {self.id} stopped after iteration {n}: " + (
@@ -216,7 +255,31 @@ class WorkerRunner:
             leftover = self.ctx.queue.recycle(self.ctx.queue.owned_by(self.id))
             self.metrics.recycled += len(leftover)
             self.ctx.activity.stopped(self.id)
+            # Ended (a resume does not run it again), or cut short: "running", with the unit
+            # of work just released (Ctrl-C cleans up: the next unit starts afresh).
+            cut = interrupted or bool(self.stop_reason)
+            idle = "running" if cut else WorkerStatus.IDLE.value
+            self._save_state(idle if self.status is WorkerStatus.IDLE else self.status.value)
         return self.report(interrupted)
+
+    def state(self, status: str) -> WorkerState:
+        return WorkerState(
+            worker_id=self.id,
+            cycles=self.cycles,
+            finished=self.iterations_run,
+            status=status,
+            session_id=self.session_id,
+            worktree=self.worktree.name if self.worktree is not None else None,
+            held=tuple(self.ctx.queue.owned_by(self.id)),
+            next_prompt=self.next_prompt,
+            metrics={**self.metrics.__dict__},
+            consecutive_errors=self.consecutive_errors,
+            last_merge=self.last_merge,
+        )
+
+    def _save_state(self, status: str) -> None:
+        with contextlib.suppress(Exception):  # losing a resume point must not cost the worker
+            self.ctx.on_state(self.state(status))
 
     @property
     def _unit_name(self) -> str:
@@ -306,6 +369,7 @@ class WorkerRunner:
             if outcome not in (Outcome.CLAIMED, Outcome.WORKING, Outcome.NEEDS_FOLLOWUP):
                 break
             self.ctx.on_attempt(self._result(it, outcome))
+            self._save_state("running")  # a resume reruns this cycle in its session
         self._count_errors(it, outcome)
         self.ctx.activity.ended(self.id, outcome.value)
         return self._result(it, outcome)

@@ -170,6 +170,7 @@ def _properties(swarm_id: str, r: IterationResult) -> list[tuple[str, object]]:
         (r.unit, r.iteration),
         ("outcome", r.outcome.value),
         *attempts,
+        *([("resumed", True)] if r.resumed else []),
         ("task_id", r.task_ids[0] if r.task_ids else ""),
         ("review_rounds", r.review_rounds),
         ("duration_ms", r.duration_ms),

@@ -102,6 +102,23 @@ def add_swarm_options(parser: pytest.Parser) -> None:
         "each CLI's own figures); the run then fails (default: the config's limits.cost_usd, "
         "else no limit).",
     )
+    group.addoption(
+        "--oompa-resume",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="RUN_ID",
+        help="Resume a run that was cut off (Ctrl-C, SIGTERM, kill -9, a lost machine): the "
+        "same run folder, every worker where it stopped, finished iterations reported from "
+        "their artifacts (default: the newest run of this config that did not complete).",
+    )
+    group.addoption(
+        "--oompa-resume-force",
+        action="store_true",
+        default=False,
+        help="Resume even though the config or prompts changed, or main lost a merge of the "
+        "run; what was accepted is recorded in the run's oompa-run.json.",
+    )
     parser.addini("oompa_swarm", "Swarm config file to run (like --oompa-swarm).", default="")
     parser.addini("oompa_repo", "Project repository (like --oompa-repo).", default="")
     parser.addini("oompa_runs_dir", "Run artifacts folder (like --oompa-runs-dir).", default="")

@@ -30,6 +30,7 @@ from pytest_oompa.core.gate import GateSection
 from pytest_oompa.core.gate import merge as merge_gate
 from pytest_oompa.core.gate import passed as gate_passed
 from pytest_oompa.core.results import IterationResult, PlannerResult, WorkerReport
+from pytest_oompa.engine.git import Repo
 from pytest_oompa.engine.preflight import PreflightError
 from pytest_oompa.engine.spend import Spend, usd
 from pytest_oompa.engine.swarm import Swarm, SwarmListener, SwarmOptions, SwarmResult
@@ -39,6 +40,7 @@ from pytest_oompa.plugin.registry import registry_for
 from pytest_oompa.plugin.stash import SESSION_KEY
 from pytest_oompa.runs.reader import format_table, runs_dir_from_env, worker_rows
 from pytest_oompa.runs.recorder import summary_entry
+from pytest_oompa.runs.resume import ResumePlan, ResumeRefused, plan_resume
 
 __all__ = ["SESSION_KEY", "SwarmSession"]
 POLL_SECONDS = 0.25
@@ -195,8 +197,16 @@ class SwarmSession:
         listener = self._listener
         assert listener is not None
         pending: dict[Any, OompaItem] = {item.key: item for item in items}
+        # A resumed run's finished iterations are reported first, as they were recorded.
+        earlier = [r for r in swarm.result.iterations if r.resumed]
+        for result in earlier:
+            self.iteration_results[result.key] = result
         swarm.start()
         try:
+            for result in earlier:
+                item = pending.pop(result.key, None)
+                if item is not None:
+                    item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
             while pending:
                 try:
                     event = listener.events.get(timeout=POLL_SECONDS)
@@ -262,6 +272,12 @@ class SwarmSession:
         # An xdist node's swarm is only a part of the run: the controller announces its end.
         if self.result is not None and self.distributed != "node":
             self.config.hook.pytest_oompa_swarm_finished(result=self.result)
+
+    def report_earlier(self, results: list[IterationResult]) -> None:
+        """A resumed run's finished iterations (on an xdist node): reportable at once."""
+        for result in results:
+            self.iteration_results[result.key] = result
+            self._reportable.add(result.key)
 
     def absorb_pending(self) -> None:
         """Record the engine events already waiting, without blocking."""
@@ -390,6 +406,17 @@ class SwarmSession:
             terminal.write_line("the swarm was stopped before it finished", yellow=True)
         for error in result.errors:
             terminal.write_line(f"engine error: {error}", red=True)
+        for note in result.notes:
+            terminal.write_line(f"note: {note}", yellow=True)
+        plan = self.options.resume
+        if plan is not None:
+            done = sum(plan.finished(w.id) for w in self.swarm_config.workers)
+            terminal.write_line(
+                f"resumed run {plan.swarm_id} ({plan.previous_status}): {done} iteration(s) "
+                "or cycle(s) were done before, reported from their artifacts"
+            )
+            for change in plan.forced:
+                terminal.write_line(f"  resumed despite: {change}", yellow=True)
         left = _leftovers(result)
         if left:
             what = (
@@ -472,6 +499,9 @@ def start(config: pytest.Config, swarm_path: Path) -> SwarmSession:
     config.hook.pytest_oompa_swarm_options(
         config=config, swarm_config=swarm_config, options=options
     )
+    resume_id = config.getoption("oompa_resume")
+    if resume_id is not None and not hasattr(config, "workerinput"):
+        options.resume = _plan_resume(config, swarm_config, options, resume_id)
     session = SwarmSession(config, swarm_config, options)
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(session, "oompa-session")
@@ -493,3 +523,25 @@ def runs_dir(config: pytest.Config, repo: Path) -> Path:
         return found
     from_env = runs_dir_from_env()
     return from_env.resolve() if from_env else repo.resolve() / "runs"
+
+
+def _plan_resume(
+    config: pytest.Config, swarm_config: SwarmConfig, options: SwarmOptions, run_id: str
+) -> ResumePlan:
+    """The run to resume and where each worker continues; a refusal is a usage error."""
+    repo = Repo(options.repo_root or swarm_config.path.parent)
+
+    def on_main(sha: str) -> bool:
+        return repo.is_ancestor(sha, "main")
+
+    try:
+        return plan_resume(
+            Path(options.runs_dir),
+            swarm_config,
+            run_id or None,
+            force=bool(config.getoption("oompa_resume_force")),
+            contains=on_main,
+            last_main=repo.engine_main() if repo.is_repo() else None,
+        )
+    except ResumeRefused as exc:
+        raise pytest.UsageError(f"cannot resume: {exc}") from None

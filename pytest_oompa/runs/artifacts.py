@@ -66,6 +66,7 @@ TRACKING_KINDS = (
     "index",
     "metrics-line",
     "metrics-summary",
+    "worker-resume",
 )
 #: Not under runs/: a recorded run's harness calls (--oompa-record, pytest_oompa.offline.cassette)
 #: and a recorded run's HTTP exchanges with the model API (pytest_oompa.offline.wire_cassette).

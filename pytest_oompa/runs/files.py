@@ -37,6 +37,7 @@ _RUN_FOLDERS = {
     "errors": "error",
     "cycles": "cycle",
     "workers": "worker-state",
+    "resume": "worker-resume",
 }
 #: iterations/{worker-id}-i{N}.json and cycles/{worker-id}-c{N}.json
 ITERATION_NAME = re.compile(r"(?P<w>[A-Za-z0-9._-]+)-i(?P<n>[0-9]+)\.json")
@@ -65,7 +66,8 @@ _RUNS_FILES = {"index.json": "index", "metrics-summary.json": "metrics-summary"}
 _LINE_FILES = {"metrics.jsonl": "metrics-line"}
 _LINE_FOLDERS = {"commands": "command-event"}
 # our own files that are not artifacts: the lock of the runs folder, the HTML report
-IGNORED = {".oompa.lock", "report.html"}
+# .resume-token: 32 random bytes, whose hash oompa-run.json keeps (runs/resume.py)
+IGNORED = {".oompa.lock", "report.html", ".resume-token"}
 # folders of a run kept verbatim, not ours to validate: stray/ holds what an agent wrote
 # outside its worktree, moved there by the engine (engine/guard.py); diffs/ the patch each
 # merge brought into main, as git printed it (runs/recorder.py)
@@ -171,6 +173,23 @@ def written_by(run_dir: Path) -> str | None:
 def is_run_folder(path: Path) -> bool:
     """Whether ``path`` is a run folder of either format (one of :data:`RUN_MARKERS` in it)."""
     return path.is_dir() and any((path / m).exists() for m in RUN_MARKERS)
+
+
+def check_run(run_dir: Path) -> list[str]:
+    """What does not validate in one run folder (check_tree's rules, for that run only)."""
+    runs_dir = run_dir.parent
+    problems: list[str] = []
+    for path in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+        parts = path.relative_to(runs_dir).parts
+        if path.name in IGNORED or is_leftover(path.name):
+            continue
+        if len(parts) > 2 and parts[1] in VERBATIM_FOLDERS:
+            continue
+        try:
+            read_any(runs_dir, path)
+        except (ArtifactError, OSError, UnicodeDecodeError) as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def check_tree(runs_dir: Path) -> tuple[dict[str, Any], list[str]]:

@@ -97,10 +97,20 @@ def read_metrics(runs_dir: Path) -> list[dict[str, Any]]:
     return lines
 
 
-def append_metrics(runs_dir: Path, line: dict[str, Any]) -> None:
+def append_metrics(runs_dir: Path, line: dict[str, Any], *, replace: bool = False) -> None:
+    """Add the line of a run that ended; ``replace``: a resumed run's earlier attempt left a
+    line already, which this one replaces, so the run counts once."""
     validate_artifact("metrics-line", line)
     with runs_lock(runs_dir):
-        with (runs_dir / "metrics.jsonl").open("a", encoding="utf-8") as fh:
+        path = runs_dir / "metrics.jsonl"
+        if replace and path.exists():
+            kept = [
+                raw
+                for raw in path.read_text(encoding="utf-8").splitlines(keepends=True)
+                if f'"swarm-id": "{line["swarm-id"]}"' not in raw
+            ]
+            atomic_write_text(path, "".join(kept))
+        with path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(line, ensure_ascii=False) + "\n")
         _write(
             runs_dir / "metrics-summary.json", "metrics-summary", summarize(read_metrics(runs_dir))

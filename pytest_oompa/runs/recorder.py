@@ -36,10 +36,12 @@ from pytest_oompa.core.results import (
     Outcome,
     ReviewRound,
     WorkerReport,
+    WorkerState,
     WorkerStatus,
 )
 from pytest_oompa.runs.artifacts import ArtifactStore, utc_now_iso, validate_artifact
 from pytest_oompa.runs.events import EventWriter, StartedPlanner, StartedReviewer, StartedWorker
+from pytest_oompa.runs.resume import write_state
 
 ERROR_SNIPPET = 200
 # Outcomes oompa 0.7.0's iteration and live-summary files cannot hold (their enums): written
@@ -167,6 +169,10 @@ class Recorder:
         return self.events.worker_stopped(
             report.worker_id, report.iterations_run, worker_stop_reason(report)
         )
+
+    def worker_state(self, state: WorkerState) -> Path:
+        """``resume/{id}.json``: where a resumed run continues this worker."""
+        return write_state(self.run_dir, state)
 
     def stopped(self, reason: str, error: str | None = None) -> Path:
         """``stopped.json``, once, when the run's end is recorded."""

@@ -34,6 +34,7 @@ from pytest_oompa.core.config import SwarmConfig
 from pytest_oompa.core.gate import Check
 from pytest_oompa.runs.artifacts import utc_now_iso, validate_artifact
 from pytest_oompa.runs.index import append_metrics, update_index
+from pytest_oompa.runs.resume import write_token
 
 HEARTBEAT_SECONDS = 5.0
 INTERRUPTED_EXIT = 2  # pytest's ExitCode.INTERRUPTED (SIGINT, and SIGTERM through our handler)
@@ -101,6 +102,7 @@ class RunTracker:
     _thread: threading.Thread | None = None
     _finished: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    resumed: bool = False  # a resumed run: its metrics line replaces the earlier attempt's
 
     @property
     def run_dir(self) -> Path:
@@ -132,6 +134,7 @@ class RunTracker:
             "status": m["status"],
             "exit-status": m["exit-status"],
             "counts": m.get("counts", Counts().as_dict()),
+            **({"resumes": len(m["resumes"])} if m.get("resumes") else {}),
         }
 
     def start(self, started_at: str, main_before: str | None) -> None:
@@ -158,6 +161,31 @@ class RunTracker:
             "pid": os.getpid(),
             "host": socket.gethostname(),
         }
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.meta["resume-token-sha256"] = write_token(self.run_dir)
+        self._begin()
+
+    def resume(self, meta: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+        """Track a resumed run: its earlier metadata, running again in this process, with one
+        more ``resumes`` event; the index keeps one entry for the run."""
+        self.resumed = True
+        self.meta = {
+            k: v for k, v in meta.items() if k not in ("counts", "errors", "gate", "finished-at")
+        }
+        self.meta.update(
+            {
+                "status": "running",
+                "finished-at": None,
+                "exit-status": None,
+                "main-after": None,
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "resumes": [*meta.get("resumes", []), dict(event)],
+            }
+        )
+        self._begin()
+
+    def _begin(self) -> None:
         self._write("oompa-run.json", "oompa-run", self.meta)
         update_index(self.runs_dir, self._index_entry())
         self._heartbeat("running")
@@ -232,7 +260,8 @@ class RunTracker:
         update_index(self.runs_dir, self._index_entry())
         append_metrics(
             self.runs_dir,
-            {
+            replace=self.resumed,
+            line={
                 "swarm-id": self.swarm_id,
                 "finished-at": finished_at,
                 "status": status,

@@ -55,3 +55,13 @@ def test_the_thread_writes_while_running_and_stops(tmp_path):
     (tmp_path / "workers" / "w1.json").write_text("{}")
     time.sleep(0.2)
     assert written == [tmp_path]  # stopped: no more writes
+
+
+def test_a_quiet_run_still_gets_its_page_rewritten_now_and_then(tmp_path, monkeypatch):
+    from pytest_oompa.engine import live_report
+
+    written: list[Path] = []
+    live = LiveReport(tmp_path, write=written.append)
+    assert not live.refresh()  # nothing changed, and it was just written
+    monkeypatch.setattr(live_report, "QUIET_SECONDS", 0.0)
+    assert live.refresh() and written == [tmp_path]  # 'written at' moves on a long call

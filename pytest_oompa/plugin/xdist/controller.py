@@ -112,6 +112,8 @@ class Controller:
             "swarm_id": swarm.swarm_id,
             "shared_dir": str(self.shared_dir),
             "env": env,
+            # a resumed run: the nodes continue its workers from their resume points
+            "resume": str(swarm.run_dir) if swarm.options.resume is not None else None,
         }
         self.nodes.append(node)
 

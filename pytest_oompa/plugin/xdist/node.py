@@ -26,6 +26,7 @@ from pytest_oompa.plugin.items import OompaItem
 from pytest_oompa.plugin.session import SwarmSession
 from pytest_oompa.plugin.xdist.assignment import assign, node_index
 from pytest_oompa.plugin.xdist.handoff import OUTPUT_KEY, STOP_FILE, STOP_POLL_SECONDS, NodeOutput
+from pytest_oompa.runs.resume import ResumePlan, finished_results, read_states
 
 
 class Node:
@@ -41,6 +42,11 @@ class Node:
         options.shared_dir = self.shared_dir
         options.attached = True
         options.env = {**data.get("env", {}), **(options.env or {})}
+        resumed = data.get("resume")
+        if resumed:  # the controller checked the run; its workers' resume points are here
+            run_dir = Path(resumed)
+            states = read_states(run_dir, state.swarm_config)
+            options.resume = ResumePlan(data["swarm_id"], run_dir, "resumed", states, {})
         self.started = False
         self.loop_completed = False
         self.stop_kind = ""
@@ -61,6 +67,13 @@ class Node:
         if not limits:
             return
         swarm = self.state.new_swarm(limits, run_planner=False)
+        plan = self.state.options.resume
+        if plan is not None:
+            for spec in config.workers:
+                if spec.id in limits:  # its finished units are reported again, not run
+                    done = plan.finished(spec.id)
+                    earlier = finished_results(plan.run_dir, spec.id, spec.cycles_mode, done)
+                    self.state.report_earlier(earlier)
         self.state.signals.running()
         swarm.start()
         self._watcher = threading.Thread(target=self._watch, name="oompa-stop-watch", daemon=True)
