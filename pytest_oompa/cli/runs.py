@@ -16,14 +16,13 @@ from pytest_oompa.cli.command import Command, UsageError
 from pytest_oompa.report import cli as report_cli
 from pytest_oompa.runs.reader import (
     STALE_SECONDS,
-    WATCH_HELP,
+    add_watch_arguments,
     default_runs_dir,
     list_runs,
     main_runs,
     main_show,
     watch_problem,
 )
-from pytest_oompa.runs.watch import DEFAULT_INTERVAL
 
 __all__ = ["LIST", "REPORT", "VIEW"]
 
@@ -93,14 +92,7 @@ def _configure_view(parser: argparse.ArgumentParser) -> None:
         help="a swarm id in the runs folder, or a run folder's path (default: the newest run)",
     )
     _reading_options(parser)
-    parser.add_argument("--watch", action="store_true", help=WATCH_HELP)
-    parser.add_argument(
-        "--interval",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help=f"seconds between two looks with --watch (default {DEFAULT_INTERVAL:g})",
-    )
+    add_watch_arguments(parser)
 
 
 def run_view(args: argparse.Namespace) -> int:

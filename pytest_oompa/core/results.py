@@ -175,6 +175,9 @@ class WorkerState:
     metrics: dict[str, int]
     consecutive_errors: int = 0
     last_merge: str | None = None
+    # Set just before a merge into main, cleared when the unit is recorded: (unit, the branch
+    # head merged). A resume that finds main containing that head knows the merge happened.
+    merging: tuple[int, str] | None = None
 
 
 @dataclass

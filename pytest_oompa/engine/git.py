@@ -300,6 +300,46 @@ class Repo:
             self._with_retries("worktree", "add", "-q", "-b", wt.branch, str(wt.path), MAIN)
         return wt
 
+    def drop_stale_locks(self) -> list[str]:
+        """Remove the lock files a killed git left (``index.lock``, ``ORIG_HEAD.lock`` … of the
+        root and of each worktree, ref locks); not the engine's own ``oompa-*.lock`` files,
+        which are flock()ed, not created to lock. Only for a repository whose processes are known dead: a resume,
+        after the dead run's orphans were killed."""
+        found = list(self.git_dir.glob("*.lock"))  # index, HEAD, ORIG_HEAD, packed-refs …
+        found += list((self.git_dir / "worktrees").glob("*/*.lock"))
+        found += list((self.git_dir / "refs").rglob("*.lock"))
+        gone = []
+        for path in found:
+            if path.is_file() and not path.name.startswith("oompa-"):
+                path.unlink(missing_ok=True)
+                gone.append(str(path.relative_to(self.git_dir)))
+        return gone
+
+    def undo_cut_merge(self, heads: list[str]) -> list[str]:
+        """Put the root working tree back on main after a merge into main was cut (the engine
+        killed mid-``git merge``): a merge in progress is aborted, and files that differ from
+        main only where those branch ``heads`` change them are restored. Anything else stays
+        (the preflight then refuses, naming it). Returns the paths restored."""
+        if (self.git_dir / "MERGE_HEAD").exists():
+            self.git("merge", "--abort", check=False)
+        # (tasks/ is the queue's: a killed run leaves it moved, and it is dealt with apart)
+        dirty = [p for p in self.dirty_paths() if not p.startswith("tasks/")]
+        if not dirty:
+            return []
+        touched: set[str] = set()
+        for head in heads:
+            out = self.git("diff", "--name-only", f"{MAIN}...{head}", check=False)
+            touched.update(line for line in out.splitlines() if line)
+        if not set(dirty) <= touched:
+            return []
+        self.git("reset", "-q", MAIN, "--", *dirty)  # the index back to main's entries
+        on_main = set(self.git("ls-tree", "-r", "--name-only", MAIN, "--", *dirty).splitlines())
+        if on_main:
+            self.git("checkout", MAIN, "--", *sorted(on_main))
+        for path in set(dirty) - on_main:
+            (self.root / path).unlink(missing_ok=True)
+        return dirty
+
     def reopen_worktree(self, name: str) -> Worktree | None:
         """The worktree ``name`` (``w0-i3``) an earlier process of the run left: reused when it
         is still a worktree on its branch, recreated from the branch when only that is left,

@@ -13,6 +13,7 @@ run another process prepared (pytest-xdist's nodes) writes only its own workers'
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import socket
@@ -24,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_oompa.core import paths
-from pytest_oompa.core.config import SwarmConfig
+from pytest_oompa.core.config import SwarmConfig, WorkerSpec
 from pytest_oompa.core.gate import Check, GateFacts, GateSection
 from pytest_oompa.core.gate import evaluate as evaluate_gate
 from pytest_oompa.core.gate import passed as gate_passed
@@ -34,12 +35,13 @@ from pytest_oompa.core.results import (
     IterationResult,
     Outcome,
     PlannerResult,
+    WorkerMetrics,
     WorkerReport,
     WorkerStatus,
 )
 from pytest_oompa.engine.activity import ActivityBoard
 from pytest_oompa.engine.calls import CallObserver, HarnessCaller
-from pytest_oompa.engine.git import Repo
+from pytest_oompa.engine.git import Repo, Worktree
 from pytest_oompa.engine.guard import Guard
 from pytest_oompa.engine.live_report import LiveReport
 from pytest_oompa.engine.planner import run_planner
@@ -247,17 +249,80 @@ class Swarm:
             if limits is None or spec.id in limits
         ]
 
+    def _after_a_kill(self, plan: ResumePlan) -> None:
+        """What a kill -9 leaves in the repository, put right before the preflight looks: the
+        dead run's agents still running (found by the swarm id their calls carry; they write
+        into worktrees this attempt reuses), git's lock files, a merge cut in the middle."""
+        if plan.meta.get("host") == socket.gethostname():
+            for orphan in kill_orphans_of(plan.swarm_id):
+                self.result.notes.append(f"killed an agent the earlier attempt left: {orphan}")
+            for lock in self.repo.drop_stale_locks():
+                self.result.notes.append(f"removed {lock}, left by a git the kill cut short")
+        heads = [s.merging[1] for s in plan.states.values() if s.merging]
+        if heads:
+            for path in self.repo.undo_cut_merge(heads):
+                self.result.notes.append(f"restored {path}: a merge into main was cut short")
+
+    def _merged_before(self, plan: ResumePlan, spec: WorkerSpec) -> None:
+        """A unit the earlier attempt merged into main but died before recording (its resume
+        point says it was merging, and main contains the branch head it merged): recorded
+        now, as merged, instead of run and merged a second time."""
+        state = plan.states.get(spec.id)
+        if state is None or state.merging is None or state.status != "running":
+            return
+        n, head = state.merging
+        if n != state.finished + 1 or not self.repo.is_ancestor(head, "main"):
+            return
+        label = f"{spec.unit}{n}"
+        forget_unfinished(self.run_dir, spec.id, label)
+        if state.worktree:
+            name = state.worktree
+            self.repo.remove_worktree(Worktree(self.repo.root / f".{name}", f"oompa/{name}", name))
+        done = self.queue.complete(
+            state.held, {"completed-by": spec.id, "completed-at": utc_now(), "review-rounds": 0}
+        )
+        known = WorkerMetrics.__dataclass_fields__
+        counters = WorkerMetrics(**{k: v for k, v in state.metrics.items() if k in known})
+        counters.merges += 1
+        counters.completed += 1
+        now = utc_now()
+        result = IterationResult(
+            worker_id=spec.id,
+            iteration=n,
+            outcome=Outcome.MERGED,
+            started_at=now,
+            finished_at=now,
+            duration_ms=0,
+            task_ids=state.held,
+            completed_tasks=tuple(done.completed),
+            merged_commit=head,
+            metrics=counters.contract(),
+            notes=[
+                f"merged into main ({head[:10]}) before the earlier attempt died; recorded "
+                "when the run was resumed, not run again"
+            ],
+            cycle=spec.cycles_mode,
+            resumed=True,
+        )
+        result.artifact = self.recorder.iteration(result)
+        plan.states[spec.id] = dataclasses.replace(
+            state,
+            finished=n,
+            session_id=None,
+            worktree=None,
+            held=(),
+            next_prompt=None,
+            metrics={**counters.__dict__},
+            last_merge=head,
+            merging=None,
+        )
+
     def _resume(self, plan: ResumePlan) -> None:
         """Take the run up where its earlier attempt left it: its start, its end files gone
         (started.json is written again with this pid, stopped.json and summary.json when this
         attempt ends), the tasks nobody holds any more back to pending, what a unit cut off
         in flight left cleared (it runs again, recorded once), the finished ones loaded to be
         reported again."""
-        # After a kill -9 the dead run's agents may still run, writing into the worktrees
-        # this attempt reuses: they go first (found by their calls' marker).
-        if plan.meta.get("host") == socket.gethostname():
-            for orphan in kill_orphans_of(plan.swarm_id):
-                self.result.notes.append(f"killed an agent the earlier attempt left: {orphan}")
         self.result.started_at = plan.meta["started-at"]
         self.result.main_before = plan.meta.get("main-before") or self.result.main_before
         for name in ("started.json", "stopped.json", "summary.json"):
@@ -267,6 +332,7 @@ class Swarm:
         orphans = [t for t in self.queue.ids("current") if t not in held]
         self.queue.recycle_unowned(orphans)
         for spec in self.config.workers:
+            self._merged_before(plan, spec)
             done = plan.finished(spec.id)
             state = plan.states.get(spec.id)
             self.result.iterations += finished_results(
@@ -316,6 +382,8 @@ class Swarm:
             patterns.append(f"/{runs.relative_to(repo.root).as_posix()}/")
         repo.exclude(*patterns)
         resume = self.options.resume
+        if resume is not None:
+            self._after_a_kill(resume)
         # A run cut off by kill -9 never committed its task queue: tasks/ may differ from main.
         ignored = ("tasks/",) if resume else ()
         problems = check_repo(repo, ignored) + check_harnesses(self.config, self.caller)

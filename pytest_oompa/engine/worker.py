@@ -182,6 +182,7 @@ class WorkerRunner:
         self.iterations_run = 0
         self.last_merge: str | None = None
         self.ended_before = False  # resumed: the worker had ended, it runs nothing
+        self._merging: tuple[int, str] | None = None
         if resume is not None:
             self._restore(resume)
 
@@ -232,6 +233,7 @@ class WorkerRunner:
                 if result.merged_commit:
                     self.last_merge = result.merged_commit
                 self.ctx.on_iteration(result)
+                self._merging = None  # recorded: a resume counts it from its files
                 self._save_state("running")
                 if self.status is not WorkerStatus.IDLE:  # done or error: the worker stops here
                     if n < self.limit:
@@ -275,6 +277,7 @@ class WorkerRunner:
             metrics={**self.metrics.__dict__},
             consecutive_errors=self.consecutive_errors,
             last_merge=self.last_merge,
+            merging=self._merging,
         )
 
     def _save_state(self, status: str) -> None:
@@ -672,9 +675,14 @@ class WorkerRunner:
                 self.ctx.guard.before_merge()
             # What the merge brings, read under the lock: main cannot move in between.
             patch = repo.diff_text(wt)
+            # Said before merging: a run killed between the merge and its record must not
+            # merge the same work twice when resumed (runs/resume.py).
+            self._merging = (it.number, repo.head("HEAD", cwd=wt.path))
+            self._save_state("running")
             try:
                 it.merged_commit = repo.merge(wt, message)
             except GitError as exc:
+                self._merging = None
                 error = exc.stderr or str(exc)
                 return dataclasses.replace(facts, merge_errors=(*facts.merge_errors, error))
             it.patch = _capped(patch)

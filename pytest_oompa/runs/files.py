@@ -127,6 +127,9 @@ def read_any(runs_dir: Path, path: Path, *, lenient: bool = False) -> Any:
     """Read one file under ``runs_dir`` validated against its schema (its lines, for NDJSON);
     ``lenient``: as :func:`read_lenient` (for runs upstream oompa wrote)."""
     rel = path.relative_to(runs_dir).as_posix()
+    parts = PurePosixPath(rel).parts
+    if len(parts) > 2 and parts[1] in VERBATIM_FOLDERS:  # kept as it was: its text, unchecked
+        return path.read_text(encoding="utf-8", errors="replace")
     found = kind_for(rel)
     if found is None:
         raise ArtifactError(f"{path}: not a pytest-oompa run file", where=str(path))

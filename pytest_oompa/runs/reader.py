@@ -420,9 +420,8 @@ WATCH_HELP = (
 )
 
 
-def _show_parser() -> argparse.ArgumentParser:
-    parser = _parser("show")
-    parser.add_argument("run", help="a swarm id in the runs folder, or the path of a run folder")
+def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--watch`` and ``--interval``, for ``show`` and ``oompa view``."""
     parser.add_argument("--watch", action="store_true", help=WATCH_HELP)
     parser.add_argument(
         "--interval",
@@ -431,6 +430,12 @@ def _show_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=f"seconds between two looks with --watch (default {DEFAULT_INTERVAL:g})",
     )
+
+
+def _show_parser() -> argparse.ArgumentParser:
+    parser = _parser("show")
+    parser.add_argument("run", help="a swarm id in the runs folder, or the path of a run folder")
+    add_watch_arguments(parser)
     return parser
 
 

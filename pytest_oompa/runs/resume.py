@@ -113,6 +113,7 @@ def write_state(run_dir: Path, state: WorkerState) -> Path:
         "metrics": dict(state.metrics),
         "consecutive-errors": state.consecutive_errors,
         "last-merge": state.last_merge,
+        "merging": {"unit": state.merging[0], "head": state.merging[1]} if state.merging else None,
         "updated-at": utc_now_iso(),
     }
     path = run_dir / "resume" / f"{state.worker_id}.json"
@@ -137,6 +138,7 @@ def read_state(path: Path) -> WorkerState:
         metrics=dict(data["metrics"]),
         consecutive_errors=data.get("consecutive-errors", 0),
         last_merge=data["last-merge"],
+        merging=(data["merging"]["unit"], data["merging"]["head"]) if data.get("merging") else None,
     )
 
 

@@ -87,8 +87,8 @@ def test_a_run_reports_each_iteration(pytester):
         [
             "*w1 iteration 1: error*",
             "*claude failed: exit code 3*",
-            "*argv: */claude -p --dangerously-skip-permissions --output-format json --model opus "
-            "--session-id * -- <* chars: *",
+            "*argv: */claude -p --dangerously-skip-permissions --output-format stream-json "
+            "--verbose --model opus --session-id * -- <* chars: *",
             "*the model is on fire*",
             "*w2 iteration 1: rejected*",
             "*review round 1: rejected*",

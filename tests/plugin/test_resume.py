@@ -117,14 +117,20 @@ def nothing_left(repo: GitRepo) -> None:
     assert repo.tasks("current") == []
 
 
-def work_lines(repo: GitRepo) -> int:
-    """The built-in agent appends one line per call to oompa-work/*.txt: merged calls, on main."""
+def work_files(repo: GitRepo) -> list[str]:
+    """The built-in agent writes oompa-work/<its worktree>.txt: one file per merged unit of
+    work, on main (a cut iteration that continues in its worktree adds a line to its file)."""
     out = subprocess.run(
-        ["git", "-C", str(repo.path), "grep", "-c", "via claude", "main", "--", "oompa-work"],
+        ["git", "-C", str(repo.path), "ls-tree", "--name-only", "main", "oompa-work/"],
         capture_output=True,
         text=True,
     ).stdout
-    return sum(int(line.rsplit(":", 1)[1]) for line in out.splitlines())
+    return sorted(Path(line).stem for line in out.split())
+
+
+def merges(run: Path) -> int:
+    summary = json.loads((run / "summary.json").read_text())
+    return sum(w["merges"] for w in summary["workers"])
 
 
 def junit(repo: GitRepo) -> dict[str, dict[str, str]]:
@@ -159,7 +165,9 @@ def test_kill_9_then_resume_records_every_iteration_once(tmp_path, xdist):
     assert sorted(k for k in files if k.startswith("iterations/")) == [
         f"iterations/w{w}-i{n}.json" for w in (0, 1) for n in (1, 2, 3)
     ]
-    assert work_lines(repo) == 6  # what a clean run merges: one line per iteration
+    # what a clean run merges: each iteration's work, once
+    assert work_files(repo) == [f".w{w}-i{n}" for w in (0, 1) for n in (1, 2, 3)]
+    assert merges(run) == 6
     nothing_left(repo)
     props = junit(repo)
     resumed = [k for k, v in props.items() if v.get("resumed") == "True"]
@@ -186,11 +194,7 @@ def test_a_cut_iteration_resumes_its_session_in_its_worktree(tmp_path):
     proc = start(repo)
     wait_until(
         "iteration 2's call",
-        lambda: (
-            any(the_run(repo).glob("commands/w0-i2-worker-1.ndjson"))
-            if (repo.path / "runs").is_dir()
-            else False
-        ),
+        lambda: any(repo.path.glob("runs/*/commands/w0-i2-worker-1.ndjson")),
         proc,
     )
     kill_9(repo, proc)
@@ -234,7 +238,8 @@ def test_ctrl_c_then_resume_and_resuming_twice(tmp_path):
     files = assert_run_valid(run)
     assert_events_valid(run)
     assert len([k for k in files if k.startswith("iterations/")]) == 8
-    assert work_lines(repo) == 8
+    assert work_files(repo) == [f".w{w}-i{n}" for w in (0, 1) for n in (1, 2, 3, 4)]
+    assert merges(run) == 8
     meta = files["oompa-run.json"]
     assert [e["previous-status"] for e in meta["resumes"]] == ["interrupted", "dead"]
     assert meta["status"] == "completed"
@@ -249,12 +254,9 @@ def test_a_0_7_3_cycle_cut_mid_attempt_reruns_in_its_session(tmp_path):
     proc = start(repo)
     wait_until(
         "cycle 1 open after its claim",
-        lambda: (
-            (repo.path / "runs").is_dir()
-            and any(
-                json.loads(p.read_text()).get("outcome") == "claimed"
-                for p in the_run(repo).glob("cycles/w0-c1.json")
-            )
+        lambda: any(
+            json.loads(p.read_text() or "{}").get("outcome") == "claimed"
+            for p in repo.path.glob("runs/*/cycles/w0-c1.json")
         ),
         proc,
     )
@@ -344,3 +346,33 @@ def test_a_run_without_its_token_is_refused(tmp_path):
     repo = cut_run(tmp_path)
     (the_run(repo) / ".resume-token").write_bytes(b"x" * 32)
     assert "no matching .resume-token" in refused(repo)
+
+
+def test_a_merge_the_dead_run_did_not_record_is_not_merged_twice(tmp_path):
+    """Killed between a merge and its record: the resume point says which unit was merging
+    and which branch head; main contains it, so the unit is recorded as merged, not rerun.
+    (The moment is made by hand: a finished run's record of that unit is taken away.)"""
+    repo = finished_run(tmp_path)
+    run = the_run(repo)
+    head = subprocess.run(
+        ["git", "-C", str(repo.path), "rev-parse", "main"], capture_output=True, text=True
+    ).stdout.strip()
+    for name in ("iterations/w0-i1.json", "cycles/w0-c1.json", "summary.json", "stopped.json"):
+        (run / name).unlink()
+    point = json.loads((run / "resume" / "w0.json").read_text())
+    point.update(finished=0, status="running", merging={"unit": 1, "head": head})
+    (run / "resume" / "w0.json").write_text(json.dumps(point))
+    meta = json.loads((run / "oompa-run.json").read_text())
+    meta.update(status="running", pid=2**22 + 7)  # a pid that is not running
+    (run / "oompa-run.json").write_text(json.dumps(meta))
+    result = resume(repo, f"--oompa-resume={run.name}")  # (the index says it completed)
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = assert_run_valid(run)
+    assert files["iterations/w0-i1.json"]["outcome"] == "merged"
+    log = subprocess.run(
+        ["git", "-C", str(repo.path), "log", "--oneline", "main"], capture_output=True, text=True
+    ).stdout
+    assert log.count("w0: work") == 1  # not worked on, nor merged, a second time
+    assert "resumed" in junit(repo)["w0::i1"]
+    calls = [c for c in (run / "commands").glob("w0-i1-worker-*.ndjson")]
+    assert len(calls) == 1  # the agent was not called again

@@ -166,6 +166,9 @@ class StubRepo:
     def diff_text(self, wt: Worktree) -> str:
         return "".join(f"diff --git a/{f} b/{f}\n" for f in self.files)
 
+    def head(self, ref: str = "HEAD", cwd: Path | None = None) -> str:
+        return "f" * 40
+
     def sync_with_main(self, wt: Worktree) -> str | None:
         assert not self.merge_lock.locked()  # a sync never blocks the other workers' merges
         conflict = self.syncs.pop(0) if self.syncs else None
