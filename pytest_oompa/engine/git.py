@@ -301,11 +301,11 @@ class Repo:
         return wt
 
     def drop_stale_locks(self) -> list[str]:
-        """Remove the lock files a killed git left (``index.lock``, ``ORIG_HEAD.lock`` … of the
-        root and of each worktree, ref locks); not the engine's own ``oompa-*.lock`` files,
-        which are flock()ed, not created to lock. Only for a repository whose processes are known dead: a resume,
-        after the dead run's orphans were killed."""
-        found = list(self.git_dir.glob("*.lock"))  # index, HEAD, ORIG_HEAD, packed-refs …
+        """Remove the lock files a killed git left (``index.lock``, ``ORIG_HEAD.lock`` ... of
+        the root and of each worktree, ref locks); not the engine's own ``oompa-*.lock`` files,
+        which are flock()ed, not created to lock. Only for a repository whose processes are
+        known dead: a resume, after the dead run's orphans were killed."""
+        found = list(self.git_dir.glob("*.lock"))  # index, HEAD, ORIG_HEAD, packed-refs ...
         found += list((self.git_dir / "worktrees").glob("*/*.lock"))
         found += list((self.git_dir / "refs").rglob("*.lock"))
         gone = []
