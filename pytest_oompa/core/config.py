@@ -371,6 +371,10 @@ class WorkerSpec:
         """The items' and files' letter: ``i`` (iteration) or ``c`` (cycle)."""
         return "c" if self.cycles_mode else "i"
 
+    @property
+    def unit_name(self) -> str:
+        return "cycle" if self.cycles_mode else "iteration"
+
 
 @dataclass(frozen=True)
 class PlannerSpec:

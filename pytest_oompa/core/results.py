@@ -90,6 +90,11 @@ class WorkerMetrics:
     claims: int = 0
     completed: int = 0
 
+    @classmethod
+    def from_dict(cls, counters: dict[str, int]) -> WorkerMetrics:
+        """The counters a resume point kept (names it does not know are left out)."""
+        return cls(**{k: v for k, v in counters.items() if k in cls.__dataclass_fields__})
+
     def contract(self) -> dict[str, int]:
         """The cumulative snapshot an iteration artifact carries."""
         return {

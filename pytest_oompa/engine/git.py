@@ -288,8 +288,7 @@ class Repo:
     def add_worktree(self, worker_id: str, iteration: int, unit: str = "i") -> Worktree:
         """A fresh worktree on a new branch from main: ``.w0-i3`` (``unit`` "c": ``.w0-c3``,
         a cycle's)."""
-        name = f"{worker_id}-{unit}{iteration}"
-        wt = Worktree(self.root / f".{name}", f"oompa/{name}", name)
+        wt = self.worktree_named(f"{worker_id}-{unit}{iteration}")
         try:
             self._with_retries("worktree", "add", "-q", "-b", wt.branch, str(wt.path), MAIN)
         except GitError as exc:
@@ -340,11 +339,15 @@ class Repo:
             (self.root / path).unlink(missing_ok=True)
         return dirty
 
+    def worktree_named(self, name: str) -> Worktree:
+        """The engine's worktree ``name`` (``w0-i3``): ``<root>/.w0-i3`` on ``oompa/w0-i3``."""
+        return Worktree(self.root / f".{name}", f"oompa/{name}", name)
+
     def reopen_worktree(self, name: str) -> Worktree | None:
         """The worktree ``name`` (``w0-i3``) an earlier process of the run left: reused when it
         is still a worktree on its branch, recreated from the branch when only that is left,
         else None."""
-        wt = Worktree(self.root / f".{name}", f"oompa/{name}", name)
+        wt = self.worktree_named(name)
         if not self.has_branch(wt.branch):
             return None
         if wt.path.is_dir():

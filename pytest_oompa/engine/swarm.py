@@ -41,7 +41,7 @@ from pytest_oompa.core.results import (
 )
 from pytest_oompa.engine.activity import ActivityBoard
 from pytest_oompa.engine.calls import CallObserver, HarnessCaller
-from pytest_oompa.engine.git import Repo, Worktree
+from pytest_oompa.engine.git import Repo
 from pytest_oompa.engine.guard import Guard
 from pytest_oompa.engine.live_report import LiveReport
 from pytest_oompa.engine.planner import run_planner
@@ -276,13 +276,11 @@ class Swarm:
         label = f"{spec.unit}{n}"
         forget_unfinished(self.run_dir, spec.id, label)
         if state.worktree:
-            name = state.worktree
-            self.repo.remove_worktree(Worktree(self.repo.root / f".{name}", f"oompa/{name}", name))
+            self.repo.remove_worktree(self.repo.worktree_named(state.worktree))
         done = self.queue.complete(
             state.held, {"completed-by": spec.id, "completed-at": utc_now(), "review-rounds": 0}
         )
-        known = WorkerMetrics.__dataclass_fields__
-        counters = WorkerMetrics(**{k: v for k, v in state.metrics.items() if k in known})
+        counters = WorkerMetrics.from_dict(state.metrics)
         counters.merges += 1
         counters.completed += 1
         now = utc_now()

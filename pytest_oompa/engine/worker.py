@@ -191,8 +191,7 @@ class WorkerRunner:
         session and worktree (when the worktree is intact or its branch still exists; else the
         session goes too: it speaks of work that is gone), the tasks it held."""
         self.iterations_run = state.finished
-        known = {k: v for k, v in state.metrics.items() if k in WorkerMetrics.__dataclass_fields__}
-        self.metrics = WorkerMetrics(**known)
+        self.metrics = WorkerMetrics.from_dict(state.metrics)
         self.consecutive_errors = state.consecutive_errors
         self.last_merge = state.last_merge
         if state.status != "running":
@@ -222,7 +221,7 @@ class WorkerRunner:
                 self._wait_for_tasks()
             for n in range(first, self.limit + 1):
                 if n > first and self.spec.wait_between:
-                    self.ctx.activity.enter(self.id, "", f"between {self._unit_name}s")
+                    self.ctx.activity.enter(self.id, "", f"between {self.spec.unit_name}s")
                     if self.ctx.stop.wait(self.spec.wait_between):
                         raise Interrupted
                 if self.ctx.stop.is_set():
@@ -283,10 +282,6 @@ class WorkerRunner:
     def _save_state(self, status: str) -> None:
         with contextlib.suppress(Exception):  # losing a resume point must not cost the worker
             self.ctx.on_state(self.state(status))
-
-    @property
-    def _unit_name(self) -> str:
-        return "cycle" if self.cycles else "iteration"
 
     def _phase(self, it: _Iteration, phase: str) -> None:
         self.ctx.activity.enter(self.id, f"{it.unit}{it.number}", phase)

@@ -160,8 +160,9 @@ class SwarmSession:
             return f"not reached: {report.stop_reason}"
         if self.result and self.result.interrupted:
             return "not reached: the swarm was stopped"
-        unit = next((w.unit for w in self.swarm_config.workers if w.id == worker_id), "i")
-        what = "cycle" if unit == "c" else "iteration"
+        what = next(
+            (w.unit_name for w in self.swarm_config.workers if w.id == worker_id), "iteration"
+        )
         return f"not reached: worker {worker_id} did not run {what} {iteration}"
 
     # -- the run loop --------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Any
 
 from pytest_oompa.core.atomic import atomic_write_text, dumps_json
 from pytest_oompa.core.config import SwarmConfig
-from pytest_oompa.core.results import WorkerState
+from pytest_oompa.core.results import IterationResult, Outcome, WorkerState
 from pytest_oompa.runs.artifacts import ArtifactError, utc_now_iso, validate_artifact
 from pytest_oompa.runs.events import OPEN_OUTCOMES, pid_alive
 from pytest_oompa.runs.files import check_run
@@ -345,11 +345,11 @@ def resume_event(plan: ResumePlan) -> dict[str, Any]:
 # -- what the earlier attempts finished --------------------------------------------------------
 
 
-def finished_results(run_dir: Path, worker_id: str, cycles: bool, count: int) -> list[Any]:
+def finished_results(
+    run_dir: Path, worker_id: str, cycles: bool, count: int
+) -> list[IterationResult]:
     """The first ``count`` iterations (or cycles) of a worker, as the earlier attempts recorded
     them, as results the plugin reports again (``resumed``): outcome, timing, tasks, error."""
-    from pytest_oompa.core.results import IterationResult, Outcome
-
     results = []
     for n in range(1, count + 1):
         rel = f"cycles/{worker_id}-c{n}.json" if cycles else f"iterations/{worker_id}-i{n}.json"
