@@ -334,7 +334,13 @@ def marked_processes() -> list[int]:
     [
         (f"sleep 600 >/dev/null 2>&1 & echo $! > {STATE}/pid", "same-group"),
         (f"setsid sleep 600 >/dev/null 2>&1 & echo $! > {STATE}/pid", "own-session"),
-        (f"(sh -c 'sleep 600 & echo $! > {STATE}/pid' >/dev/null 2>&1 &)", "same-group"),
+        # The orphan writes the pid; the agent waits for it, or the sweep at its exit
+        # could kill the orphan before it has written anything.
+        (
+            f"(sh -c 'sleep 600 & echo $! > {STATE}/pid' >/dev/null 2>&1 &); "
+            f"while [ ! -s {STATE}/pid ]; do sleep 0.02; done",
+            "same-group",
+        ),
         (
             f"{shlex.quote(sys.executable)} -c {shlex.quote(LISTENER)} {STATE}/port "
             f"& echo $! > {STATE}/pid; while [ ! -s {STATE}/port ]; do sleep 0.02; done",
