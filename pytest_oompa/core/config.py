@@ -16,6 +16,7 @@ than a silent choice. ``sync_before_merge`` (on by default in 0.7.3 mode only) a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,45 @@ class LimitsSection(_Section):
         return self.cost_usd is not None or self.tokens is not None
 
 
+_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(|B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_memory(value: str | int) -> int:
+    """Bytes from ``2GB``, ``512MiB`` or a number of bytes."""
+    if isinstance(value, int):
+        return value
+    match = _MEMORY.match(value)
+    if match is None:
+        raise ValueError(
+            f"not an amount of memory: {value!r}; expected bytes or like '2GB', '512MiB'"
+        )
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+class RaySection(_Section):
+    """What a worker's actor reserves on a node under --oompa-ray (Ray's own actor options).
+    None: Ray's defaults (an actor needs a CPU to be placed and holds none while it runs)."""
+
+    num_cpus: float | None = Field(default=None, ge=0)
+    num_gpus: float | None = Field(default=None, ge=0)
+    memory: int | None = Field(default=None, gt=0)  # bytes; "2GB" in the file
+    resources: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> Any:
+        return parse_memory(value) if isinstance(value, str) else value
+
+
+class RayRootSection(RaySection):
+    """The root ``ray`` section: every worker's reservation (a worker's own section wins)
+    and how many agents may run at once over the whole cluster."""
+
+    max_concurrent_agents: int | None = Field(default=None, ge=1)
+
+
 # oompa 0.7.3's worker keys: any one of them makes the worker a 0.7.3 one (cycles).
 CYCLE_KEYS = ("max_cycle", "max_resumes", "max_needs_followups", "max_wait_for_tasks")
 WorkerMode = Literal["0.7.0", "0.7.3"]
@@ -150,6 +190,7 @@ class WorkerSection(_AgentSection):
     can_plan: bool = True
     wait_between: float = Field(default=0, ge=0)
     limits: LimitsSection = Field(default_factory=LimitsSection)  # each worker's own
+    ray: RaySection | None = None  # its actor's reservation under --oompa-ray
 
     @property
     def mode(self) -> WorkerMode:
@@ -286,6 +327,7 @@ class SwarmFileSection(_Section):
     env: EnvSection = Field(default_factory=EnvSection)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     sandbox: Sandbox = "none"
+    ray: RayRootSection = Field(default_factory=RayRootSection)  # used under --oompa-ray
     # oompa 0.7.3: merge main into the branch (the agent resolving conflicts) before the merge.
     # None: each worker's mode decides (on for 0.7.3 workers, off for 0.7.0 ones, as today).
     sync_before_merge: bool | None = None
@@ -356,6 +398,7 @@ class WorkerSpec:
     cycles: CycleLimits = field(default_factory=CycleLimits)
     sync_before_merge: bool = False
     section: int = 0
+    ray: RaySection = field(default_factory=RaySection)  # its actor's reservation (--oompa-ray)
 
     @property
     def cycles_mode(self) -> bool:
@@ -399,6 +442,7 @@ class SwarmConfig:
     env: EnvSection = field(default_factory=EnvSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
     sandbox: Sandbox = "none"
+    ray: RayRootSection = field(default_factory=RayRootSection)
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def agents(self) -> Iterable[AgentSpec]:
@@ -445,6 +489,7 @@ def _section_fields(loc_parent: str) -> list[str] | None:
         "retries": RetriesSection,
         "env": EnvSection,
         "limits": LimitsSection,
+        "ray": RayRootSection if loc_parent == "ray" else RaySection,
     }
     model = sections.get(base)
     return list(model.model_fields) if model else None
@@ -553,6 +598,7 @@ def resolve(data: Any, path: Path, harnesses: Collection[str]) -> SwarmConfig:
                     ),
                     sync_before_merge=(mode == "0.7.3") if sync is None else sync,
                     section=i,
+                    ray=section.ray or parsed.ray,
                 )
             )
     reviewer = None
@@ -590,6 +636,7 @@ def resolve(data: Any, path: Path, harnesses: Collection[str]) -> SwarmConfig:
         env=parsed.env,
         limits=parsed.limits,
         sandbox=parsed.sandbox,
+        ray=parsed.ray,
         raw=data,
     )
 

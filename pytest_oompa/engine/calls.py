@@ -20,7 +20,7 @@ from typing import Protocol
 from pytest_oompa.core.atomic import atomic_write_text, dumps_json
 from pytest_oompa.core.config import AgentSpec
 from pytest_oompa.core.results import CallRecord, Leftover
-from pytest_oompa.engine.processes import ProcessSupervisor, ProcResult
+from pytest_oompa.engine.processes import OutputCallback, ProcessSupervisor, ProcResult
 from pytest_oompa.engine.sandbox import Sandbox
 from pytest_oompa.engine.spend import SpendMeter
 from pytest_oompa.harnesses.output import ParsedOutput
@@ -48,6 +48,24 @@ class CallObserver(Protocol):
     ) -> object: ...
 
     def after(self, token: object, *, record: CallRecord, stdout: str, stderr: str) -> None: ...
+
+
+class RemoteCalls(Protocol):
+    """Runs a worker's calls somewhere else (engine/cluster/): in the worker's own workspace
+    on a cluster node, the worktree carried there and back. Same result as a local run."""
+
+    def run(
+        self,
+        worker: str,
+        *,
+        argv: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        timeout: float | None,
+        stall: float | None,
+        on_output: OutputCallback | None,
+        sandboxed: bool,
+    ) -> ProcResult: ...
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,7 @@ class HarnessCaller:
         observer: CallObserver | None = None,
         spend: SpendMeter | None = None,
         sandbox: Sandbox | None = None,
+        remote: RemoteCalls | None = None,
     ) -> None:
         self.registry = registry
         self.supervisor = supervisor
@@ -109,6 +128,9 @@ class HarnessCaller:
         self.observer = observer
         self.spend = spend or SpendMeter()
         self.sandbox = sandbox
+        # Where a worker's calls run when not here (--oompa-ray); the planner's, the probes'
+        # and the version checks' always run here.
+        self.remote = remote
         self._binaries: dict[str, str | None] = {}
         self._lock = threading.Lock()
 
@@ -136,6 +158,7 @@ class HarnessCaller:
             return False
         return (
             proc.spawn_error is not None
+            or proc.lost is not None  # a retry runs on another node
             or proc.signal is not None
             or proc.exit_code in spec.transient_exit_codes
         )
@@ -175,6 +198,7 @@ class HarnessCaller:
                 session=session,
                 timeout=timeout,
                 name=name,
+                worker=worker,
             )
             self.spend.record(account, outcome.record)
             leftovers += outcome.proc.leftovers
@@ -202,6 +226,7 @@ class HarnessCaller:
         session: SessionMode,
         timeout: float | None,
         name: str | None,
+        worker: str | None = None,
     ) -> CallOutcome:
         # Built anew each attempt: a new chosen session id, since a CLI may have registered
         # the first one before it failed.
@@ -224,8 +249,12 @@ class HarnessCaller:
         # PWD too: opencode works in $PWD when it is set, not in its process's cwd, and a
         # PWD inherited from whoever started the swarm points elsewhere.
         env = {**self.env_for(agent.harness), "PWD": str(cwd), **command.env}
+        remote = self.remote if worker is not None else None
         # Sandboxed last, so whatever the hook added runs inside too; the log shows what ran.
-        argv = self.sandbox.command(command.argv, cwd, env) if self.sandbox else command.argv
+        # A remote call is wrapped on its node, around the node's own paths.
+        argv = command.argv
+        if self.sandbox and remote is None:
+            argv = self.sandbox.command(command.argv, cwd, env)
         log = None
         if self.run_dir is not None and name:
             log = CommandLog(self.run_dir / "commands" / f"{name}.ndjson")
@@ -236,14 +265,23 @@ class HarnessCaller:
                 harness=agent.harness,
                 model=agent.model,
             )
-        proc = self.supervisor.run(
-            argv,
-            cwd=cwd,
-            env=env,
-            timeout=timeout or agent.timeout or self.default_timeout,
-            stall=self.stall,
-            on_output=log.output if log else None,
-        )
+        limit = timeout or agent.timeout or self.default_timeout
+        on_output = log.output if log else None
+        if remote is not None and worker is not None:
+            proc = remote.run(
+                worker,
+                argv=argv,
+                cwd=cwd,
+                env=env,
+                timeout=limit,
+                stall=self.stall,
+                on_output=on_output,
+                sandboxed=self.sandbox is not None,
+            )
+        else:
+            proc = self.supervisor.run(
+                argv, cwd=cwd, env=env, timeout=limit, stall=self.stall, on_output=on_output
+            )
         parsed = spec.parse(proc.stdout) if proc.exit_code == 0 else ParsedOutput(text=proc.stdout)
         failure = proc.failure or (
             f"unparsable output: {parsed.error}"

@@ -134,6 +134,7 @@ class ProcResult:
     limit_s: float | None = None
     marker: str = ""  # the call's OOMPA_CALL value
     leftovers: tuple[Leftover, ...] = ()  # killed after the call ended
+    lost: str | None = None  # the cluster node running it went away (engine/cluster/)
 
     @property
     def signal(self) -> int | None:
@@ -144,6 +145,8 @@ class ProcResult:
         """Why the call failed as a process, or None if it exited 0."""
         if self.spawn_error:
             return f"could not start: {self.spawn_error}"
+        if self.lost:
+            return f"node lost: {self.lost}"
         if self.cancelled:
             return "stopped: the swarm is shutting down"
         if self.timed_out:

@@ -41,6 +41,7 @@ from pytest_oompa.core.results import (
 )
 from pytest_oompa.engine.activity import ActivityBoard
 from pytest_oompa.engine.calls import CallObserver, HarnessCaller
+from pytest_oompa.engine.cluster import Cluster
 from pytest_oompa.engine.git import Repo
 from pytest_oompa.engine.guard import Guard
 from pytest_oompa.engine.live_report import LiveReport
@@ -57,7 +58,7 @@ from pytest_oompa.engine.sandbox import Sandbox
 from pytest_oompa.engine.spend import Spend, SpendMeter
 from pytest_oompa.engine.tasks import TaskQueue, valid_task_id
 from pytest_oompa.engine.worker import SwarmContext, WorkerRunner, utc_now
-from pytest_oompa.harnesses.registry import HarnessRegistry
+from pytest_oompa.harnesses.registry import BASE_ENV, HarnessRegistry
 from pytest_oompa.harnesses.spec import HarnessCommand
 from pytest_oompa.report import write_report
 from pytest_oompa.runs.artifacts import ArtifactStore
@@ -129,6 +130,8 @@ class SwarmOptions:
     attached: bool = False
     # Continue a run an earlier process left (runs/resume.py): its id, folder and workers.
     resume: ResumePlan | None = None
+    # Run the workers' agent calls on a cluster's nodes (--oompa-ray); None: here.
+    cluster: Cluster | None = None
 
 
 @dataclass
@@ -196,7 +199,9 @@ class Swarm:
             observer=options.call_observer,
             spend=SpendMeter.for_config(config, shared / "spend.json" if shared else None),
             sandbox=Sandbox.named(config.sandbox, extra_env.get("PATH", source_env.get("PATH"))),
+            remote=options.cluster,
         )
+        self.cluster = options.cluster
         # Checks every agent call for writes outside its worktree and branches it moved.
         self.guard = Guard(self.repo, self.swarm_id, self.recorder.run_dir)
         # What each worker is doing, for the live views; shared through files when the workers
@@ -385,7 +390,10 @@ class Swarm:
         # A run cut off by kill -9 never committed its task queue: tasks/ may differ from main.
         ignored = ("tasks/",) if resume else ()
         problems = check_repo(repo, ignored) + check_harnesses(self.config, self.caller)
+        if not problems and self.cluster is not None:
+            problems = self._start_cluster()
         if problems:
+            self._close_cluster()
             raise PreflightError(problems)
         self.result.main_before = repo.head("main")
         self.guard.start()
@@ -412,6 +420,43 @@ class Swarm:
                 self._engine_error("preparing the run", exc)
             self.finalize()
             raise
+
+    def _start_cluster(self) -> list[str]:
+        """Connect to the cluster and check its nodes. The keys the harnesses read here go
+        to the nodes in the actors' runtime environment, not with each call."""
+        assert self.cluster is not None
+        remote = {w.agent.harness for w in self.config.workers}
+        remote |= {self.config.reviewer.harness} if self.config.reviewer else set()
+        secrets = {
+            k: v
+            for harness in sorted(remote)
+            for k, v in self.caller.env_for(harness).items()
+            if k not in BASE_ENV and k not in self.caller.extra_env
+        }
+        self.repo.use_fallback_identity_if_needed()
+        name, _, rest = self.repo.git("var", "GIT_AUTHOR_IDENT").partition(" <")
+        return self.cluster.start(
+            swarm_id=self.swarm_id,
+            repo_root=self.repo.root,
+            resources={w.id: w.ray for w in self.config.workers},
+            max_agents=self.config.ray.max_concurrent_agents,
+            binaries=sorted(self.registry.get(h).binary for h in remote),
+            secrets=secrets,
+            identity={"user.name": name.strip(), "user.email": rest.partition(">")[0]},
+            fakes=self.config.use_fake_harnesses,
+        )
+
+    def _close_cluster(self) -> None:
+        """Every remote agent stopped, every node's workspace and actor gone; what the
+        cluster noted (placements, lost nodes) goes to the run's notes."""
+        if self.cluster is None:
+            return
+        try:
+            self.cluster.close()
+        except Exception as exc:
+            self._engine_error("closing the cluster", exc)
+        self.result.notes += self.cluster.notes
+        self.cluster.notes = []
 
     def _prepare_tracked(self) -> None:
         """The preflight steps that run harnesses (probes, versions), then run.json."""
@@ -452,6 +497,8 @@ class Swarm:
         its tasks and removes its worktree, and the run still ends with its summary."""
         self._stop.set()
         self.supervisor.stop_all()
+        if self.cluster is not None:
+            self.cluster.stop_all()
 
     @property
     def stopping(self) -> bool:
@@ -478,6 +525,7 @@ class Swarm:
         r = self.result
         if self._timer is not None:
             self._timer.cancel()
+        self._close_cluster()
         if exit_status is not None:
             status = status_for_exit(exit_status)
         elif r.interrupted:

@@ -119,6 +119,15 @@ def add_swarm_options(parser: pytest.Parser) -> None:
         help="Resume even though the config or prompts changed, or main lost a merge of the "
         "run; what was accepted is recorded in the run's oompa-run.json.",
     )
+    group.addoption(
+        "--oompa-ray",
+        metavar="local|auto|ADDRESS",
+        default=None,
+        help="Run every worker's agents on a Ray cluster, each worker in a workspace of its own "
+        "on a node (no shared filesystem): 'local' starts a private cluster for the run, "
+        "'auto' or an address (host:port) joins a running one. Needs pytest-oompa[ray].",
+    )
+    parser.addini("oompa_ray", "Ray cluster to run the workers on (like --oompa-ray).", default="")
     parser.addini("oompa_swarm", "Swarm config file to run (like --oompa-swarm).", default="")
     parser.addini("oompa_repo", "Project repository (like --oompa-repo).", default="")
     parser.addini("oompa_runs_dir", "Run artifacts folder (like --oompa-runs-dir).", default="")

@@ -30,6 +30,7 @@ from pytest_oompa.core.gate import GateSection
 from pytest_oompa.core.gate import merge as merge_gate
 from pytest_oompa.core.gate import passed as gate_passed
 from pytest_oompa.core.results import IterationResult, PlannerResult, WorkerReport
+from pytest_oompa.engine.cluster import Cluster
 from pytest_oompa.engine.git import Repo
 from pytest_oompa.engine.preflight import PreflightError
 from pytest_oompa.engine.spend import Spend, usd
@@ -458,6 +459,26 @@ def _spend_summary(terminal: Any, result: SwarmResult, swarm: Swarm | None) -> N
         terminal.write_line(f"  note: {note}", yellow=True)
 
 
+def _cluster(config: pytest.Config) -> Cluster | None:
+    """The Ray cluster of --oompa-ray (or the ``oompa_ray`` ini value), not yet connected."""
+    address = config.getoption("oompa_ray") or str(config.getini("oompa_ray") or "")
+    if not address:
+        return None
+    if getattr(config.option, "numprocesses", None) or hasattr(config, "workerinput"):
+        raise pytest.UsageError(
+            "oompa: --oompa-ray and -n exclude each other: with Ray one process coordinates "
+            "the swarm and Ray spreads the workers; -n spreads them over this machine only"
+        )
+    try:
+        from pytest_oompa.engine.cluster.ray_cluster import RayCluster
+    except ImportError as exc:
+        raise pytest.UsageError(
+            f"oompa: --oompa-ray={address} needs Ray ({exc.name or 'ray'} is not installed): "
+            "pip install 'pytest-oompa[ray]'"
+        ) from None
+    return RayCluster(address)
+
+
 def start(config: pytest.Config, swarm_path: Path) -> SwarmSession:
     """Validate the swarm config and the options, and register the session that runs it
     (``pytest_configure``, when ``--oompa-swarm`` or ``oompa_swarm`` names a config)."""
@@ -500,6 +521,7 @@ def start(config: pytest.Config, swarm_path: Path) -> SwarmSession:
     config.hook.pytest_oompa_swarm_options(
         config=config, swarm_config=swarm_config, options=options
     )
+    options.cluster = _cluster(config)
     resume_id = config.getoption("oompa_resume")
     if resume_id is not None and not hasattr(config, "workerinput"):
         options.resume = _plan_resume(config, swarm_config, options, resume_id)
