@@ -58,7 +58,7 @@ from pytest_oompa.engine.sandbox import Sandbox
 from pytest_oompa.engine.spend import Spend, SpendMeter
 from pytest_oompa.engine.tasks import TaskQueue, valid_task_id
 from pytest_oompa.engine.worker import SwarmContext, WorkerRunner, utc_now
-from pytest_oompa.harnesses.registry import BASE_ENV, HarnessRegistry
+from pytest_oompa.harnesses.registry import BASE_ENV, HarnessRegistry, env_matches
 from pytest_oompa.harnesses.spec import HarnessCommand
 from pytest_oompa.report import write_report
 from pytest_oompa.runs.artifacts import ArtifactStore
@@ -431,7 +431,7 @@ class Swarm:
             k: v
             for harness in sorted(remote)
             for k, v in self.caller.env_for(harness).items()
-            if k not in BASE_ENV and k not in self.caller.extra_env
+            if not env_matches(k, BASE_ENV) and k not in self.caller.extra_env
         }
         self.repo.use_fallback_identity_if_needed()
         name, _, rest = self.repo.git("var", "GIT_AUTHOR_IDENT").partition(" <")

@@ -518,10 +518,10 @@ def start(config: pytest.Config, swarm_path: Path) -> SwarmSession:
             config.hook.pytest_oompa_harness_command(command=command, role=role) or command
         ),
     )
+    options.cluster = _cluster(config)  # before the hook: a plugin may bring its own
     config.hook.pytest_oompa_swarm_options(
         config=config, swarm_config=swarm_config, options=options
     )
-    options.cluster = _cluster(config)
     resume_id = config.getoption("oompa_resume")
     if resume_id is not None and not hasattr(config, "workerinput"):
         options.resume = _plan_resume(config, swarm_config, options, resume_id)

@@ -24,6 +24,8 @@ import dataclasses
 import itertools
 import os
 import shutil
+import signal
+import socket
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -43,6 +45,7 @@ from pytest_oompa.engine.cluster.transfer import capture, pack, restore, unpack
 from pytest_oompa.engine.processes import OutputCallback, ProcResult
 from pytest_oompa.harnesses.registry import BASE_ENV
 
+PLACEMENT_ATTEMPTS = 5  # a replacement actor tried on another node while a lost one fades
 POLL_SECONDS = 0.5  # how often a running call's output is fetched from its node
 CARRY_LIMIT = 10 * 2**20  # a file named in a call (a scenario, a prompt) carried to the node
 NAMESPACE = "oompa"
@@ -72,12 +75,42 @@ def _check_node(binaries: list[str], fakes: bool) -> dict[str, Any]:
     return {"missing": missing, "version": __version__, "ip": _node_ip()}
 
 
+def _signal_handlers() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+
+
+def _unreachable(address: str, timeout: float = 5.0) -> str | None:
+    """Why nothing answers at a ``host:port`` address (ray.init would retry for minutes), or
+    None; other forms (``auto``, ``ray://``) are left to Ray."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return None
+    try:
+        socket.create_connection((host, int(port)), timeout).close()
+    except OSError as exc:
+        return f"nothing answers at {address} ({exc.strerror or exc})"
+    return None
+
+
 @dataclass
 class _Actor:
     handle: Any
     name: str
     known: set[str] = field(default_factory=set)  # commits its repository has
     where: dict[str, str] = field(default_factory=dict)
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
 def _lost(proc_argv: Sequence[str], cwd: Path, why: str) -> ProcResult:
@@ -101,6 +134,7 @@ class RayCluster:
         self.ray_init = dict(ray_init or {})  # extra ray.init arguments (a local cluster's CPUs)
         self.notes: list[str] = []  # placements and losses, for the run's summary
         self._actors: dict[str, _Actor] = {}
+        self._lost_nodes: set[str] = set()  # where an actor was lost: no new actor goes there
         self._names = itertools.count(1)
         self._lock = threading.Lock()
         self._stopping = False
@@ -138,13 +172,23 @@ class RayCluster:
         if not ray.is_initialized():
             kwargs: dict[str, Any] = {"namespace": NAMESPACE, "log_to_driver": False}
             if self.address == "local":
-                kwargs |= {"include_dashboard": False, **self.ray_init}
+                # address="local": a new cluster even when RAY_ADDRESS or a `ray start`
+                # cluster on this machine would be found otherwise.
+                kwargs |= {"address": "local", "include_dashboard": False, **self.ray_init}
             else:
                 kwargs["address"] = self.address
+                problem = _unreachable(self.address)
+                if problem:
+                    return [f"--oompa-ray={self.address}: cannot reach a Ray cluster: {problem}"]
+            # ray.init sets handlers of its own for SIGTERM (it aborts the process); the
+            # swarm's own stop them cleanly, so they are put back.
+            handlers = _signal_handlers()
             try:
                 ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 return [f"--oompa-ray={self.address}: cannot reach a Ray cluster: {exc}"]
+            finally:
+                _restore(handlers)
             self._connected = True
         return self._check_nodes(sorted(set(binaries)))
 
@@ -158,8 +202,13 @@ class RayCluster:
             for n in nodes
         ]
         problems = []
-        for node, found in zip(nodes, ray.get(checks, timeout=120), strict=True):
-            label = f"node {found['ip']} ({node['NodeID'][:8]})"
+        for node, check in zip(nodes, checks, strict=True):
+            label = f"node {node.get('NodeManagerAddress', '?')} ({node['NodeID'][:8]})"
+            try:
+                found = ray.get(check, timeout=120)
+            except ray.exceptions.RayError as exc:  # pytest-oompa not importable there, ...
+                problems.append(f"{label}: the check could not run: {_first_line(exc)}")
+                continue
             if found["missing"]:
                 problems.append(f"{label}: not on PATH: {', '.join(found['missing'])}")
             if found["version"] != __version__:
@@ -237,6 +286,11 @@ class RayCluster:
         state = capture(cwd)
         bundle = pack(self._root, state, actor.known, name=worker)
         inherit = tuple(sorted({*BASE_ENV, *self._secrets}))
+        # The CLI by its name, found on the node's PATH (the path here is this machine's),
+        # unless it is a file of the project, which the node has at its own path.
+        program = Path(argv[0])
+        if program.is_absolute() and not program.is_relative_to(self._root):
+            argv = (program.name, *argv[1:])
         request = CallRequest(
             call_id=f"{worker}-{time.monotonic_ns()}",
             worktree=cwd.name,
@@ -273,10 +327,36 @@ class RayCluster:
         return reply.proc
 
     def _actor(self, worker: str) -> _Actor | ProcResult:
-        """The worker's actor, started (and placed) on its first call or after a loss."""
+        """The worker's actor, started (and placed) on its first call or after a loss. A
+        node that just failed may not be declared dead yet: an actor placed there, or one
+        that dies being placed, is tried again elsewhere a few times."""
         with self._lock:
             if worker in self._actors:
                 return self._actors[worker]
+        why = ""
+        for attempt in range(PLACEMENT_ATTEMPTS):
+            if self._stopping:
+                break
+            placed = self._place(worker)
+            if isinstance(placed, _Actor) and placed.where["node"] not in self._lost_nodes:
+                with self._lock:
+                    self._actors[worker] = placed
+                    where = f"{placed.where['ip']} ({placed.where['node'][:8]})"
+                    self.notes.append(f"ray: {worker} runs on node {where}")
+                return placed
+            if isinstance(placed, ProcResult):
+                if placed.lost is None:
+                    return placed  # no node can host it: trying again changes nothing
+                why = placed.lost
+            else:
+                why = f"placed on node {placed.where['node'][:8]}, which was lost"
+                with contextlib.suppress(ray.exceptions.RayError):
+                    ray.kill(placed.handle, no_restart=True)
+            time.sleep(1.0 + attempt)  # for the cluster to declare the node dead
+        return ProcResult((), self._root, None, "", "", 0.0, lost=why or "stopped")
+
+    def _place(self, worker: str) -> _Actor | ProcResult:
+        with self._lock:
             name = f"oompa-{self._swarm_id}-{worker}-{next(self._names)}"
         wants = self._resources.get(worker, RaySection())
         options: dict[str, Any] = {
@@ -309,24 +389,18 @@ class RayCluster:
             )
             return ProcResult((), self._root, None, "", "", 0.0, spawn_error=why)
         except ray.exceptions.RayError as exc:
-            return ProcResult(
-                (), self._root, None, "", "", 0.0, lost=f"{type(exc).__name__}: {exc}"
-            )
-        with self._lock:
-            self._actors[worker] = actor
-            self.notes.append(
-                f"ray: {worker} runs on node {actor.where['ip']} ({actor.where['node'][:8]})"
-            )
+            return ProcResult((), self._root, None, "", "", 0.0, lost=_first_line(exc))
         return actor
 
     def _node_lost(
         self, worker: str, actor: _Actor, argv: Sequence[str], cwd: Path, exc: Exception
     ) -> ProcResult:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        why = f"{type(exc).__name__}: {first}"[:300]
+        why = _first_line(exc)
         with self._lock:
             if self._actors.get(worker) is actor:
                 del self._actors[worker]
+            if "node" in actor.where:
+                self._lost_nodes.add(actor.where["node"])
             where = actor.where.get("ip", "?"), actor.where.get("node", "?")[:8]
             self.notes.append(
                 f"ray: node {where[0]} ({where[1]}) lost under {worker} ({why}); "
