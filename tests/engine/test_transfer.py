@@ -4,6 +4,7 @@ and a node's workspace driven without Ray (engine/cluster/node.py): real git, re
 from __future__ import annotations
 
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -222,3 +223,31 @@ def test_a_node_workspace_runs_a_call_and_sends_the_worktree_back(tmp_path):
     assert status(wt) == ["?? loose.txt"]
     workspace.close()
     assert not workspace.root.exists()
+
+
+def test_receiving_does_not_trip_over_a_worktree_being_added_meanwhile(sides):
+    """Other workers add and remove worktrees while a bundle is received on the coordinator:
+    ``git bundle unbundle`` walked their half-made HEADs and failed about one time in ten."""
+    wt, node = sides
+    root = wt.parent
+    there, _ = send(wt, node, set())
+    (there / "a.txt").write_text("from the node\n")
+    git(there, "commit", "-q", "-am", "node work")
+    back = capture(there)
+    bundle = pack(node, back, set(), name="w0-i1")
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            subprocess.run(["git", "worktree", "add", "-q", "--detach", ".wx", "main"], cwd=root)
+            subprocess.run(["git", "worktree", "remove", "--force", ".wx"], cwd=root)
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        for _ in range(60):
+            unpack(root, bundle)
+    finally:
+        stop.set()
+        thread.join()
+    assert git(root, "cat-file", "-t", back.head) == "commit"

@@ -133,6 +133,8 @@ class RayCluster:
         self.scratch = scratch  # where workspaces go on the nodes (default: their temp dir)
         self.ray_init = dict(ray_init or {})  # extra ray.init arguments (a local cluster's CPUs)
         self.notes: list[str] = []  # placements and losses, for the run's summary
+        # What each call cost beyond its process, placement excluded: benchmarks/run.py (j).
+        self.call_overheads: list[float] = []
         self._actors: dict[str, _Actor] = {}
         self._lost_nodes: set[str] = set()  # where an actor was lost: no new actor goes there
         self._names = itertools.count(1)
@@ -283,6 +285,7 @@ class RayCluster:
         actor = self._actor(worker)
         if isinstance(actor, ProcResult):
             return dataclasses.replace(actor, argv=tuple(argv), cwd=cwd)
+        sent = time.monotonic()
         state = capture(cwd)
         bundle = pack(self._root, state, actor.known, name=worker)
         inherit = tuple(sorted({*BASE_ENV, *self._secrets}))
@@ -313,6 +316,7 @@ class RayCluster:
                     self._deliver(ray.get(actor.handle.poll.remote(request.call_id)), on_output)
             reply: CallReply = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # our code failed on the node (a git step)
+            actor.known = set()  # what it holds is unsure now: the next bundle is a whole one
             why = str(exc.cause if exc.cause is not None else exc).strip().splitlines()[-1]
             return ProcResult(
                 tuple(argv), cwd, None, "", "", time.monotonic() - start, spawn_error=why
@@ -324,6 +328,8 @@ class RayCluster:
         unpack(self._root, reply.bundle)
         restore(cwd, reply.state)
         actor.known |= reply.state.commits
+        with self._lock:
+            self.call_overheads.append(time.monotonic() - sent - reply.proc.duration_s)
         return reply.proc
 
     def _actor(self, worker: str) -> _Actor | ProcResult:

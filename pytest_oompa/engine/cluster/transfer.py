@@ -12,8 +12,8 @@ index is not touched. The receiver checks that commit out and moves its branch b
 ``head``, which leaves the same files changed and untracked. Ignored files do not travel
 (an agent's ``node_modules`` stays on its node).
 
-``git bundle unbundle`` stores the objects without writing any ref, so receiving never
-touches refs other worktrees use; the temporary refs a bundle needs to name its commits live
+Receiving stores the objects without writing any ref, so it never touches refs other
+worktrees use; the temporary refs a bundle needs to name its commits live
 under ``refs/oompa-transfer/`` of the sender for the moment it is made.
 """
 
@@ -129,13 +129,28 @@ def pack(repo: Path, state: TreeState, known: Iterable[str], name: str) -> bytes
 
 
 def unpack(repo: Path, bundle: bytes | None) -> None:
-    """Store a bundle's objects in ``repo`` (no ref is written)."""
+    """Store a bundle's objects in ``repo`` (no ref is written).
+
+    The pack after the bundle's header goes to ``git index-pack`` directly: ``git bundle
+    unbundle`` first walks every ref of the repository, each worktree's HEAD included, and
+    fails ("bad object worktrees/.../HEAD") while another worker's ``git worktree add`` is
+    half done, which on the coordinator happens all the time. ``--fix-thin`` completes the
+    pack from the commits the bundle requires, which must be here (a missing one fails)."""
     if bundle is None:
         return
-    with tempfile.TemporaryDirectory(prefix="oompa-bundle-") as tmp:
-        path = Path(tmp) / "state.bundle"
-        path.write_bytes(bundle)
-        git(repo, "bundle", "unbundle", str(path))
+    end = bundle.find(b"\n\n")
+    if not bundle.startswith(b"# v") or end < 0:
+        raise TransferError("not a git bundle")
+    proc = subprocess.run(
+        ["git", "index-pack", "--stdin", "--fix-thin"],
+        cwd=repo,
+        env={**os.environ, **_ENV},
+        input=bundle[end + 2 :],
+        capture_output=True,
+    )
+    if proc.returncode != 0:
+        why = proc.stderr.decode(errors="replace").strip()
+        raise TransferError(f"git index-pack in {repo}: {why}")
 
 
 def restore(worktree: Path, state: TreeState) -> None:
