@@ -21,7 +21,11 @@
     marker scan of every process (what the sweep costs where there is no subreaper);
 (i) what the live view costs: a 4-worker x 3-iteration swarm whose agent takes 0.5 s, under a
     pseudo-terminal, with --oompa-live=on (the status block redrawn every second) vs off (a
-    progress line per phase change): wall time, and the pytest process's CPU time.
+    progress line per phase change): wall time, and the pytest process's CPU time;
+(j) a swarm's workers on Ray (--oompa-ray): 32 workers x 3 iterations, 1-s agents, on a
+    two-node cluster started on this machine vs the same swarm on threads in one process
+    (each a fresh subprocess): wall time, the bundle round trip per call (a remote call's
+    time beyond its agent's), the coordinator's peak RSS.
 
 The agent is the bundled fake claude (default behaviour: append a line, git add + commit, ask
 for a merge), started through the same wrapper (pytest_oompa.core.paths.fake_bin_dir()) by the
@@ -45,13 +49,16 @@ import platform
 import re
 import resource
 import shutil
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from importlib import metadata
@@ -73,6 +80,7 @@ HERE = Path(__file__).resolve().parent
 FLOOR_SCRIPT = HERE / "floor.sh"
 IDENTITY = {"user.name": "oompa bench", "user.email": "bench@oompa.invalid"}
 DELAY_SCENARIO = {"default": {"worker": {"delay": 1, "builtin": True}}}
+J_ALONE = (1, 8)  # (j): one worker on the cluster, for the round trip with nothing else running
 FLOOR_GIT_PER_ITERATION = 10  # floor.sh: the lines of its loop
 FLOOR_FLOCK_PER_ITERATION = 3  # with more than one worker
 
@@ -310,10 +318,14 @@ class OtherLoad:
     """CPU used by processes that are not this benchmark's, from a start to now: the machine's
     busy time (/proc/stat) minus our own and our children's (rusage), in cores."""
 
+    # CPU seconds of processes of ours that rusage never sees: the Ray cluster of (j), whose
+    # processes are killed, not waited for (RayNodes reads their CPU from /proc).
+    unreaped = 0.0
+
     def __init__(self) -> None:
         self.start = time.perf_counter()
         self.busy = self._busy()
-        self.ours = sum(_cpu())
+        self.ours = sum(_cpu()) + OtherLoad.unreaped
 
     @staticmethod
     def _busy() -> float | None:
@@ -330,7 +342,7 @@ class OtherLoad:
         if busy is None or self.busy is None:
             return None
         wall = time.perf_counter() - self.start
-        other = (busy - self.busy) - (sum(_cpu()) - self.ours)
+        other = (busy - self.busy) - (sum(_cpu()) + OtherLoad.unreaped - self.ours)
         return max(0.0, other / wall) if wall > 0 else None
 
 
@@ -473,6 +485,7 @@ def _record(run: RunResult) -> RunResult:
 
 
 LAST_RESULTS: list[IterationResult] = []  # the last engine run's iteration results, for (f)
+LAST_NOTES: list[str] = []  # the last engine run's notes (a cluster's placements), for (j)
 
 
 class _Timeline(SwarmListener):
@@ -493,7 +506,11 @@ def _agent_env(folder: Path) -> dict[str, str]:
 
 
 def run_engine(
-    ws: Workspace, workers: int, iterations: int, scenario: dict[str, Any] | None = None
+    ws: Workspace,
+    workers: int,
+    iterations: int,
+    scenario: dict[str, Any] | None = None,
+    cluster: Any = None,
 ) -> RunResult:
     folder = ws.fresh(f"engine-{workers}x{iterations}")
     repo = new_repo(folder / "project")
@@ -519,7 +536,11 @@ def run_engine(
     swarm = Swarm(
         config,
         SwarmOptions(
-            runs_dir=folder / "runs", repo_root=repo, env=_agent_env(folder), registry=registry
+            runs_dir=folder / "runs",
+            repo_root=repo,
+            env=_agent_env(folder),
+            registry=registry,
+            cluster=cluster,
         ),
         listener,
     )
@@ -528,6 +549,7 @@ def run_engine(
     wall = time.perf_counter() - start
     cpu1 = _cpu()
     LAST_RESULTS[:] = [e[1] for e in listener.events]
+    LAST_NOTES[:] = result.notes
     head = tail = None
     if listener.events:
         tail = start + wall - max(e[0] for e in listener.events)
@@ -796,6 +818,305 @@ def peak_rss(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, in
     return data["maxrss_kb"] / 1024, data["rc"], data["tail"]
 
 
+# ------------------------------------------------------------------------------------ ray
+
+
+# A cluster on loopback, for this benchmark only: no token (Ray turns token authentication on
+# for `ray start` clusters; the coordinator would need it too), no usage report.
+RAY_ENV = {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+RAY_OBJECT_STORE = str(100 * 2**20)  # bytes per node: bundles are small, /dev/shm may be too
+RAY_WAITER = r"""
+import sys, time, ray
+want, deadline = int(sys.argv[2]), time.monotonic() + float(sys.argv[3])
+while True:
+    try:
+        ray.init(address=sys.argv[1], log_to_driver=False, logging_level="ERROR")
+        break
+    except ConnectionError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.5)
+while time.monotonic() < deadline:
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    if sum(1 for n in alive if n.get("Resources", {}).get("CPU", 0) > 0) >= want:
+        sys.exit(0)
+    time.sleep(0.2)
+sys.exit(f"{want} nodes with CPUs did not join in time")
+"""
+
+
+Key = tuple[int, float]  # a process: its pid and start time (pids are reused)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RayNodes:
+    """A Ray cluster of this benchmark's own on this machine: a head with no CPU (the GCS;
+    no worker lands there) and ``nodes`` nodes of ``cpus`` CPUs, each a ``ray start --block``
+    process in a session of its own, with its own temporary folder under one private
+    folder. ``close`` kills every process of it (nothing else: other Ray clusters on the
+    machine are left alone) and removes the folder.
+
+    Most of the cluster's CPU never reaches this process's rusage (Ray reaps its own
+    workers, and is killed): a thread reads it from /proc every second (``cpu``), and what
+    rusage does get at the end is taken off, for the ``other`` column."""
+
+    def __init__(self, nodes: int, cpus: int, env: dict[str, str]) -> None:
+        self.nodes, self.cpus = nodes, cpus
+        self.env = {**env, **RAY_ENV}
+        self.temp = Path(tempfile.mkdtemp(prefix="oompa-bray-", dir="/tmp"))  # short: sockets
+        self.address = f"127.0.0.1:{free_port()}"
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.startup = 0.0
+        # (pid, start time) -> its own CPU seconds, its reaped children's, its parent's key
+        self._cpu: dict[Key, tuple[float, float, Key | None]] = {}
+        self._alive: set[Key] = set()
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample_cpu, daemon=True)
+
+    def start(self) -> None:
+        ray = str(Path(sys.executable).parent / "ray")
+        common = [
+            f"--object-store-memory={RAY_OBJECT_STORE}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            "--disable-usage-stats",
+            "--block",
+        ]
+        began = time.perf_counter()
+        port = self.address.rpartition(":")[2]
+        self._sampler.start()
+        self._spawn(
+            "h",
+            [
+                ray,
+                "start",
+                "--head",
+                f"--port={port}",
+                "--num-cpus=0",
+                "--include-dashboard=false",
+                f"--ray-client-server-port={free_port()}",  # not 10001: another cluster's
+                *common,
+            ],
+        )
+        deadline = time.monotonic() + 90
+        while True:  # the GCS answers: the nodes can join
+            try:
+                socket.create_connection(("127.0.0.1", int(port)), 1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.procs[0].poll() is not None:
+                    raise RuntimeError(f"the Ray head did not start at {self.address}") from None
+                time.sleep(0.2)
+        for k in range(1, self.nodes + 1):
+            argv = [ray, "start", f"--address={self.address}", f"--num-cpus={self.cpus}"]
+            self._spawn(str(k), [*argv, *common])
+        waiter = subprocess.run(
+            [sys.executable, "-c", RAY_WAITER, self.address, str(self.nodes), "120"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if waiter.returncode != 0:
+            raise RuntimeError(f"the Ray cluster did not come up: {waiter.stderr[-500:]}")
+        self.startup = time.perf_counter() - began
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        self.procs.append(
+            subprocess.Popen(
+                [*argv, f"--temp-dir={self.temp / name}"],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+
+    def _sample_cpu(self) -> None:
+        while True:
+            keys: dict[int, Key] = {}
+            found = []
+            for p in self._descendants():
+                with contextlib.suppress(psutil.Error):
+                    keys[p.pid] = (p.pid, p.create_time())
+                    found.append((p, p.ppid(), p.cpu_times()))
+            for p, ppid, t in found:
+                own, reaped = t.user + t.system, t.children_user + t.children_system
+                self._cpu[keys[p.pid]] = (own, reaped, keys.get(ppid))
+            self._alive = {keys[p.pid] for p, _, _ in found}
+            if self._done.wait(1.0):
+                return
+
+    def cpu(self) -> float:
+        """CPU seconds of the cluster's processes: each one's own, as last read, and what each
+        reaped, less the part of it already read from those children (read alive, gone
+        since)."""
+        counted: dict[Key, float] = {}
+        for key, (own, reaped, parent) in self._cpu.items():
+            if key not in self._alive and parent is not None:
+                counted[parent] = counted.get(parent, 0.0) + own + reaped
+        return sum(
+            own + max(0.0, reaped - counted.get(key, 0.0))
+            for key, (own, reaped, _) in self._cpu.items()
+        )
+
+    def _descendants(self) -> list[psutil.Process]:
+        found = []
+        for proc in list(self.procs):
+            with contextlib.suppress(psutil.Error):
+                root = psutil.Process(proc.pid)
+                found += [root, *root.children(recursive=True)]
+        return found
+
+    def _processes(self) -> dict[int, psutil.Process]:
+        """Every process of the cluster: the `ray start` processes and their descendants, and
+        any that outlived its parent (reparented, found by the private folder in its argv)."""
+        found = {p.pid: p for p in self._descendants()}
+        for p in psutil.process_iter(["cmdline"]):
+            if any(str(self.temp) in arg for arg in p.info["cmdline"] or ()):
+                found.setdefault(p.pid, p)
+        return found
+
+    def close(self) -> list[str]:
+        """Kill every process of the cluster at once (a graceful `ray stop` takes half a
+        minute and there is nothing worth keeping); returns the processes still there."""
+        if self._sampler.is_alive():
+            self._done.set()
+            self._sampler.join()
+            self._sample_cpu()  # the last reading (the event is set: one pass)
+        before = sum(_cpu())
+        everything = self._processes()
+        for pid in everything:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        for proc in self.procs:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        deadline = time.monotonic() + 10
+        left = list({**everything, **self._processes()}.values())
+        while True:
+            _reap(left)
+            left = [p for p in left if _alive(p)]
+            if not left or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        _reap(list(everything.values()))
+        OtherLoad.unreaped += max(0.0, self.cpu() - (sum(_cpu()) - before))
+        shutil.rmtree(self.temp, ignore_errors=True)
+        return [f"pid {p.pid} still running" for p in left]
+
+
+def _reap(processes: list[psutil.Process]) -> None:
+    """Wait for those that are this process's children: if a figure ran a swarm here, the
+    engine made this process a subreaper, and a killed cluster's orphans come to it."""
+    for p in processes:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(p.pid, os.WNOHANG)
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def coordinator_main(spec: dict[str, Any]) -> int:
+    """A child process's body (``--coordinator``): one swarm, on threads or, with an address,
+    on the Ray cluster there; what it measured goes to spec["out"] as JSON."""
+    ws = Workspace(Path(spec["root"]), keep=False)
+    cluster: Any = None
+    bundles: dict[str, list[int]] = {"out": [], "back": []}
+    if spec["address"]:
+        from pytest_oompa.engine.cluster import ray_cluster, transfer
+
+        # The sizes of the bundles the coordinator packs and unpacks (its side of each call).
+        pack, unpack = transfer.pack, transfer.unpack
+
+        def counted_pack(
+            repo: Path, state: transfer.TreeState, known: Iterable[str], name: str
+        ) -> bytes | None:
+            bundle = pack(repo, state, known, name)
+            bundles["out"].append(len(bundle or b""))
+            return bundle
+
+        def counted_unpack(repo: Path, bundle: bytes | None) -> None:
+            bundles["back"].append(len(bundle or b""))
+            unpack(repo, bundle)
+
+        vars(ray_cluster).update(pack=counted_pack, unpack=counted_unpack)
+        cluster = ray_cluster.RayCluster(spec["address"], scratch=spec["scratch"])
+    run = run_engine(ws, spec["workers"], spec["iterations"], spec["scenario"], cluster)
+    durations: dict[int, list[float]] = {}
+    for r in LAST_RESULTS:
+        durations.setdefault(r.iteration, []).append(r.duration_ms / 1000)
+    nodes = sorted(
+        {m.group(1) for n in LAST_NOTES if (m := re.search(r"runs on node .*\((\w+)\)", n))}
+    )
+    failed = [
+        f"{r.worker_id} #{r.iteration} {r.outcome.value}: {(r.error or '').strip()[:400]}"
+        for r in LAST_RESULTS
+        if r.outcome.value != "merged"
+    ]
+    document = {
+        "run": asdict(run),
+        "failed": failed,
+        "overheads": list(cluster.call_overheads) if cluster is not None else [],
+        "bundles": bundles,
+        "durations": {str(k): v for k, v in sorted(durations.items())},
+        "nodes": nodes,
+        "self_maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+    }
+    Path(spec["out"]).write_text(json.dumps(document), encoding="utf-8")
+    return 0
+
+
+def coordinator_run(
+    spec: dict[str, Any], cwd: Path, env: dict[str, str], timeout: float
+) -> tuple[dict[str, Any] | None, float, str]:
+    """Run ``coordinator_main`` in a fresh process under the RSS wrapper (as (e) does): what it
+    measured, its peak RSS (MB), and its output's tail, or None and why."""
+    argv = [sys.executable, "-c", RSS_WRAPPER, sys.executable, str(Path(__file__).resolve())]
+    argv += ["--coordinator", json.dumps(spec)]
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None, 0.0, f"no result in {timeout:g} s"
+    try:
+        data = json.loads(stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        return None, 0.0, f"exit {proc.returncode}: {(stdout + stderr)[-800:]}"
+    out = Path(spec["out"])
+    if data["rc"] != 0 or not out.exists():
+        return None, 0.0, f"exit {data['rc']}: {data['tail'][-800:]}"
+    return json.loads(out.read_text(encoding="utf-8")), data["maxrss_kb"] / 1024, data["tail"]
+
+
+def quantile(xs: list[float], q: float) -> float:
+    """The q-quantile of xs (linear between the two nearest ranks)."""
+    xs = sorted(xs)
+    if len(xs) == 1:
+        return xs[0]
+    return statistics.quantiles(xs, n=100, method="inclusive")[round(q * 100) - 1]
+
+
 # ------------------------------------------------------------------------------------ artifacts
 
 
@@ -929,6 +1250,7 @@ class Plan:
     spawn_iterations: int = 5
     g_runs: int = 7
     h_calls: int = 200
+    j_size: tuple[int, int] = (32, 3)
 
 
 def make_plan(quick: bool, repeat: int | None) -> Plan:
@@ -944,6 +1266,7 @@ def make_plan(quick: bool, repeat: int | None) -> Plan:
             e_size=(64, 1),
             f_calls=50,
             h_calls=100,
+            j_size=(8, 2),
         )
     return Plan(
         False,
@@ -1453,6 +1776,155 @@ class Bench:
             )
         )
 
+    # (j) ---------------------------------------------------------------------------------------
+
+    def figure_j(self) -> None:
+        w, n = self.plan.j_size
+        runs, nodes, cpus = self.plan.repeat, 2, 2
+        try:
+            import ray  # noqa: F401  (only whether it is installed)
+        except ImportError:
+            self.extra["ray_skipped"] = "ray is not installed (pip install pytest-oompa[ray])"
+            log(f"(j) skipped: {self.extra['ray_skipped']}")
+            return
+        log(f"(j) {w} workers x {n}, 1 s agent, on Ray vs on threads, {runs} runs each")
+        folder = self.ws.fresh("ray")
+        # "alone": one worker on the cluster, what a call costs with nothing else running
+        sizes = {"threads": (w, n), "ray": (w, n), "alone": J_ALONE}
+        got: dict[str, list[dict[str, Any]]] = {k: [] for k in sizes}
+        rss: dict[str, list[float]] = {k: [] for k in sizes}
+        cluster = RayNodes(nodes, cpus, self.env)
+        try:
+            cluster.start()
+            log(f"    cluster up in {cluster.startup:.1f} s at {cluster.address}")
+            for i in range(runs):
+                for kind in (
+                    ("threads", "ray", "alone") if i % 2 == 0 else ("alone", "ray", "threads")
+                ):
+                    kw, kn = sizes[kind]
+                    root = folder / f"{kind}-{i}"
+                    root.mkdir()
+                    spec = {
+                        "root": str(root),
+                        "workers": kw,
+                        "iterations": kn,
+                        "scenario": DELAY_SCENARIO,
+                        "address": None if kind == "threads" else cluster.address,
+                        "scratch": str(root / "nodes"),
+                        "out": str(root / "result.json"),
+                    }
+                    env = {**self.env, **RAY_ENV}
+                    doc, mb, why = coordinator_run(spec, root, env, timeout=900)
+                    if doc is None:
+                        self.checks.add(f"(j) {kind} {kw}x{kn}", [why])
+                        continue
+                    problems = list(doc["run"]["problems"]) + doc["failed"][:5]
+                    spread = min(kw, nodes)  # SPREAD: every node has workers
+                    if kind != "threads" and len(doc["nodes"]) != spread:
+                        problems.append(f"workers on {len(doc['nodes'])} nodes, not {spread}")
+                    if kind != "threads" and len(doc["overheads"]) != kw * kn:
+                        problems.append(f"{len(doc['overheads'])} remote calls, not {kw * kn}")
+                    kept = [p.name for p in (root / "nodes").glob("oompa-node-*")]
+                    if kept:
+                        problems.append(f"workspaces left on the nodes: {kept[:3]}")
+                    self.checks.add(f"(j) {kind} {kw}x{kn}", problems)
+                    got[kind].append(doc)
+                    rss[kind].append(mb)
+                    log(f"    {kind}: wall {doc['run']['wall']:.2f} s, coordinator {mb:.0f} MB")
+        finally:
+            left = cluster.close()
+            self.checks.add("(j) every process of the Ray cluster ended", left)
+            self.ws.done(folder)
+        if not got["ray"] or not got["threads"]:
+            return
+        self._rows_j(w, n, got, rss, cluster.startup, nodes, cpus)
+
+    def _rows_j(
+        self,
+        w: int,
+        n: int,
+        got: dict[str, list[dict[str, Any]]],
+        rss: dict[str, list[float]],
+        startup: float,
+        nodes: int,
+        cpus: int,
+    ) -> None:
+        def first_and_later(kind: str) -> str:
+            first = [x for d in got[kind] for x in d["durations"].get("1", [])]
+            later = [x for d in got[kind] for k, v in d["durations"].items() if k != "1" for x in v]
+            return f"{med(first):.2f} / {med(later):.2f} s" if first and later else "?"
+
+        heads = {k: [d["run"]["head"] for d in got[k] if d["run"]["head"]] for k in got}
+        self.rows.append(
+            Row(
+                "j.wall",
+                f"(j) Ray: wall, {w} workers x {n}, 1 s agent",
+                "s",
+                [d["run"]["wall"] for d in got["ray"]],
+                [d["run"]["wall"] for d in got["threads"]],
+                "threads",
+                target="ratio <= 1.20",
+                target_check=lambda r: (r.ratio or 9) <= 1.20,
+                note=(
+                    f"a cluster started here, its start-up ({startup:.1f} s) not in the wall: a "
+                    f"head with no CPU + {nodes} nodes of {cpus} CPUs (ray start), the workers "
+                    f"spread over the {nodes}; the actors' placement is in it. Iteration 1 / "
+                    f"later ones, median: {first_and_later('ray')} vs "
+                    f"{first_and_later('threads')}; start to first iteration "
+                    f"{fmt_range(heads['ray'], 's')} vs {fmt_range(heads['threads'], 's')}"
+                ),
+            )
+        )
+        overheads = [[x * 1e3 for x in d["overheads"]] for d in got["ray"]]
+        out = [x / 1024 for d in got["ray"] for x in d["bundles"]["out"]]
+        back = [x / 1024 for d in got["ray"] for x in d["bundles"]["back"]]
+        self.rows.append(
+            Row(
+                "j.round_trip",
+                "    bundle round trip per call, median",
+                "ms",
+                [med(xs) for xs in overheads],
+                note=(
+                    f"p90 {fmt_range([quantile(xs, 0.9) for xs in overheads], 'ms')}; a remote "
+                    "call's time beyond its agent process's: capture + pack, the object store, "
+                    "the node's unpack + restore, its capture + pack, the coordinator's unpack "
+                    f"+ restore, Ray's calls (placement excluded); {w * n} calls a run; bundles "
+                    f"out median {med(out):.1f} KB (max {max(out):.1f}), back {med(back):.1f} "
+                    f"KB (max {max(back):.1f})"
+                ),
+            )
+        )
+        alone = [[x * 1e3 for x in d["overheads"]] for d in got["alone"] if d["overheads"]]
+        if alone:
+            self.rows.append(
+                Row(
+                    "j.round_trip_alone",
+                    f"    the same, {J_ALONE[0]} worker x {J_ALONE[1]} alone",
+                    "ms",
+                    [med(xs) for xs in alone],
+                    note=(
+                        f"p90 {fmt_range([quantile(xs, 0.9) for xs in alone], 'ms')}: with "
+                        f"nothing else running; the rest of the figure above is {w} workers "
+                        f"contending for this machine's {os.cpu_count()} cores"
+                    ),
+                )
+            )
+        self.rows.append(
+            Row(
+                "j.rss",
+                "    coordinator peak RSS",
+                "MB",
+                rss["ray"],
+                rss["threads"],
+                "threads",
+                note=(
+                    "max RSS of the swarm's process and the processes it waited for "
+                    "(RUSAGE_CHILDREN of a fresh wrapper): on threads that includes the agents, "
+                    "on Ray only what runs here (the nodes' processes not counted)"
+                ),
+            )
+        )
+
 
 def bench_sweep(folder: Path, calls: int, runs: int) -> dict[str, Any]:
     """Per run, the median ms of a ``/bin/true`` call with the sweep on and off (alternating,
@@ -1497,7 +1969,7 @@ def bench_sweep(folder: Path, calls: int, runs: int) -> dict[str, Any]:
     return got
 
 
-FIGURES = ("a", "spawns", "b", "c", "d", "e", "f", "g", "h", "i")
+FIGURES = ("a", "spawns", "b", "c", "d", "e", "f", "g", "h", "i", "j")
 
 
 def run_in_pty(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int, str]:
@@ -1546,6 +2018,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {FIGURES}")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    parser.add_argument("--coordinator", default="", help=argparse.SUPPRESS)  # (j)'s children
     parser.add_argument(
         "--settle",
         type=float,
@@ -1555,6 +2028,8 @@ def main() -> int:
         f"{BUSY_CORES} cores (a shared machine)",
     )
     args = parser.parse_args()
+    if args.coordinator:
+        return coordinator_main(json.loads(args.coordinator))
     plan = make_plan(args.quick, args.repeat)
     only = [x.strip() for x in args.only.split(",") if x.strip()] or list(FIGURES)
     unknown = set(only) - set(FIGURES)
