@@ -55,6 +55,7 @@ class Node:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(30)
+        reap_orphans()
 
     def pids(self) -> set[int]:
         import psutil
@@ -131,6 +132,26 @@ class LocalCluster:
         return [a["name"] for a in named if swarm_id in a["name"]]
 
 
+def reap_orphans(seconds: float = 3.0) -> None:
+    """Reap the zombies this process inherited. A test that ran a ProcessSupervisor made the
+    test process a child subreaper: the Ray processes a killed node leaves re-parent to it,
+    and dead ones would stay zombies among its children (which other tests count)."""
+    import psutil
+
+    deadline = time.monotonic() + seconds
+    while True:
+        waiting = False
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error, ChildProcessError):
+                if child.status() == psutil.STATUS_ZOMBIE:
+                    os.waitpid(child.pid, os.WNOHANG)
+                elif "ray" in " ".join(child.cmdline()):
+                    waiting = True  # an orphaned Ray process, dying
+        if not waiting or time.monotonic() > deadline:
+            return
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def local_cluster(hidden: Path, **nodes: dict[str, float]) -> Iterator[LocalCluster]:
     """A head with no CPU (no worker lands on it) and the named nodes, 2 CPUs each; the
@@ -182,4 +203,5 @@ def local_cluster(hidden: Path, **nodes: dict[str, float]) -> Iterator[LocalClus
         # The head as a node: every process of it at once (a graceful `ray stop` takes
         # half a minute and there is nothing of a test cluster worth keeping).
         Node("head", head, {}).kill()
+        reap_orphans()
         shutil.rmtree(temp, ignore_errors=True)
