@@ -278,3 +278,34 @@ def test_a_signal_stops_every_remote_agent_and_the_run_resumes(cluster, tmp_path
     assert files["oompa-run.json"]["status"] == "completed"
     assert repo.status() == []
     nothing_left_of(cluster, swarm_id)
+
+
+def test_max_concurrent_agents_caps_the_calls_over_the_whole_cluster(cluster, tmp_path):
+    # Each agent writes when it starts and ends into a file every node can see (the cluster's
+    # own folder, not the hidden session folder).
+    log = cluster.temp / f"calls-{tmp_path.name}.txt"
+    step = {
+        "builtin": True,
+        "shell": [
+            f"echo start $(date +%s.%N) >> {log}; sleep 0.4; echo end $(date +%s.%N) >> {log}"
+        ],
+    }
+    repo = GitRepo(tmp_path / "project")
+    worker = {"model": "claude:opus", "iterations": 1, "count": 4}
+    repo.add_swarm_config(
+        {**FAST, "workers": [worker], "ray": {"max_concurrent_agents": 1}},
+        {"default": {"worker": step}},
+        [f"t{n}" for n in range(4)],
+    )
+    result = run(cluster, repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    events = sorted(
+        (float(t), kind) for kind, t in (line.split() for line in log.read_text().splitlines())
+    )
+    assert len(events) == 8
+    running = peak = 0
+    for _, kind in events:
+        running += 1 if kind == "start" else -1
+        peak = max(peak, running)
+    assert peak == 1  # one agent at a time, though 4 workers on 2 nodes were ready
+    assert len(set(placements(result.stdout).values())) == 2

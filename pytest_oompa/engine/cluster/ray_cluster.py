@@ -262,75 +262,57 @@ class RayCluster:
     ) -> ProcResult:
         if self._stopping:
             return ProcResult(tuple(argv), cwd, None, "", "", 0.0, cancelled=True)
-        if self._slots is not None:
-            self._slots.acquire()
-        try:
-            return self._run(worker, argv, cwd, env, timeout, stall, on_output, sandboxed)
-        finally:
-            if self._slots is not None:
-                self._slots.release()
-
-    def _run(
-        self,
-        worker: str,
-        argv: Sequence[str],
-        cwd: Path,
-        env: Mapping[str, str],
-        timeout: float | None,
-        stall: float | None,
-        on_output: OutputCallback | None,
-        sandboxed: bool,
-    ) -> ProcResult:
-        start = time.monotonic()
-        actor = self._actor(worker)
-        if isinstance(actor, ProcResult):
-            return dataclasses.replace(actor, argv=tuple(argv), cwd=cwd)
-        sent = time.monotonic()
-        state = capture(cwd)
-        bundle = pack(self._root, state, actor.known, name=worker)
-        inherit = tuple(sorted({*BASE_ENV, *self._secrets}))
-        # The CLI by its name, found on the node's PATH (the path here is this machine's),
-        # unless it is a file of the project, which the node has at its own path.
-        program = Path(argv[0])
-        if program.is_absolute() and not program.is_relative_to(self._root):
-            argv = (program.name, *argv[1:])
-        request = CallRequest(
-            call_id=f"{worker}-{time.monotonic_ns()}",
-            worktree=cwd.name,
-            state=state,
-            argv=tuple(argv),
-            env={k: v for k, v in env.items() if k not in inherit},
-            inherit=inherit,
-            files=self._files(cwd, argv, env),
-            timeout=timeout,
-            stall=stall,
-            sandboxed=sandboxed,
-            fakes=self._fakes,
-        )
-        try:
-            # The bundle is its own object: Ray moves it to the node through the object store.
-            ref = actor.handle.run.remote(request, ray.put(bundle) if bundle else None)
-            actor.known |= state.commits
-            while not ray.wait([ref], timeout=POLL_SECONDS)[0]:
-                if on_output is not None:
-                    self._deliver(ray.get(actor.handle.poll.remote(request.call_id)), on_output)
-            reply: CallReply = ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:  # our code failed on the node (a git step)
-            actor.known = set()  # what it holds is unsure now: the next bundle is a whole one
-            why = str(exc.cause if exc.cause is not None else exc).strip().splitlines()[-1]
-            return ProcResult(
-                tuple(argv), cwd, None, "", "", time.monotonic() - start, spawn_error=why
+        with self._slots or contextlib.nullcontext():  # max_concurrent_agents
+            start = time.monotonic()
+            actor = self._actor(worker)
+            if isinstance(actor, ProcResult):
+                return dataclasses.replace(actor, argv=tuple(argv), cwd=cwd)
+            sent = time.monotonic()
+            state = capture(cwd)
+            bundle = pack(self._root, state, actor.known, name=worker)
+            inherit = tuple(sorted({*BASE_ENV, *self._secrets}))
+            # The CLI by its name, found on the node's PATH (the path here is this machine's),
+            # unless it is a file of the project, which the node has at its own path.
+            program = Path(argv[0])
+            if program.is_absolute() and not program.is_relative_to(self._root):
+                argv = (program.name, *argv[1:])
+            request = CallRequest(
+                call_id=f"{worker}-{time.monotonic_ns()}",
+                worktree=cwd.name,
+                state=state,
+                argv=tuple(argv),
+                env={k: v for k, v in env.items() if k not in inherit},
+                inherit=inherit,
+                files=self._files(cwd, argv, env),
+                timeout=timeout,
+                stall=stall,
+                sandboxed=sandboxed,
+                fakes=self._fakes,
             )
-        except ray.exceptions.RayError as exc:
-            return self._node_lost(worker, actor, argv, cwd, exc)
-        if on_output is not None:
-            self._deliver(reply.output, on_output)
-        unpack(self._root, reply.bundle)
-        restore(cwd, reply.state)
-        actor.known |= reply.state.commits
-        with self._lock:
-            self.call_overheads.append(time.monotonic() - sent - reply.proc.duration_s)
-        return reply.proc
+            try:
+                # The bundle is its own object: Ray moves it to the node through the object store.
+                ref = actor.handle.run.remote(request, ray.put(bundle) if bundle else None)
+                actor.known |= state.commits
+                while not ray.wait([ref], timeout=POLL_SECONDS)[0]:
+                    if on_output is not None:
+                        self._deliver(ray.get(actor.handle.poll.remote(request.call_id)), on_output)
+                reply: CallReply = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:  # our code failed on the node (a git step)
+                actor.known = set()  # what it holds is unsure now: the next bundle is a whole one
+                why = str(exc.cause if exc.cause is not None else exc).strip().splitlines()[-1]
+                return ProcResult(
+                    tuple(argv), cwd, None, "", "", time.monotonic() - start, spawn_error=why
+                )
+            except ray.exceptions.RayError as exc:
+                return self._node_lost(worker, actor, argv, cwd, exc)
+            if on_output is not None:
+                self._deliver(reply.output, on_output)
+            unpack(self._root, reply.bundle)
+            restore(cwd, reply.state)
+            actor.known |= reply.state.commits
+            with self._lock:
+                self.call_overheads.append(time.monotonic() - sent - reply.proc.duration_s)
+            return reply.proc
 
     def _actor(self, worker: str) -> _Actor | ProcResult:
         """The worker's actor, started (and placed) on its first call or after a loss. A
