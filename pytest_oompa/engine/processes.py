@@ -60,6 +60,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -135,6 +136,13 @@ class ProcResult:
     marker: str = ""  # the call's OOMPA_CALL value
     leftovers: tuple[Leftover, ...] = ()  # killed after the call ended
     lost: str | None = None  # the cluster node running it went away (engine/cluster/)
+
+    @classmethod
+    def unstarted(
+        cls, argv: Sequence[str], cwd: Path, duration_s: float = 0.0, **why: Any
+    ) -> ProcResult:
+        """A call that never ran a process; ``why`` says so (cancelled, spawn_error, lost)."""
+        return cls(tuple(argv), cwd, None, "", "", duration_s, **why)
 
     @property
     def signal(self) -> int | None:
@@ -495,7 +503,7 @@ class ProcessSupervisor:
         children_before = frozenset(_children(os.getpid()) or ()) if self.sweep else frozenset()
         with self._lock:
             if self._stopping:
-                return ProcResult(tuple(argv), cwd, None, "", "", 0.0, cancelled=True)
+                return ProcResult.unstarted(argv, cwd, cancelled=True)
             try:
                 proc = subprocess.Popen(
                     list(argv),
@@ -507,12 +515,9 @@ class ProcessSupervisor:
                     start_new_session=True,
                 )
             except OSError as exc:
-                return ProcResult(
-                    tuple(argv),
+                return ProcResult.unstarted(
+                    argv,
                     cwd,
-                    None,
-                    "",
-                    "",
                     time.monotonic() - start,
                     spawn_error=f"{argv[0]}: {exc.strerror or exc}",
                 )

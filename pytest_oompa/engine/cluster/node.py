@@ -109,7 +109,8 @@ class NodeWorkspace:
             assert sandbox is not None
             problem = sandbox.problem()
             if problem is not None:
-                return self._reply(request, worktree, self._refused(argv, worktree, problem))
+                refused = ProcResult.unstarted(argv, worktree, spawn_error=problem)
+                return self._reply(request, worktree, refused)
             argv = list(sandbox.command(argv, worktree, env))
         with self._lock:
             self._output[request.call_id] = []
@@ -202,7 +203,3 @@ class NodeWorkspace:
         with self._lock:
             output = self._output.pop(request.call_id, [])
         return CallReply(back, state, bundle, output)
-
-    @staticmethod
-    def _refused(argv: list[str], worktree: Path, problem: str) -> ProcResult:
-        return ProcResult(tuple(argv), worktree, None, "", "", 0.0, spawn_error=problem)

@@ -72,7 +72,7 @@ def _check_node(binaries: list[str], fakes: bool) -> dict[str, Any]:
     if fakes:
         path = f"{paths.fake_bin_dir()}{os.pathsep}{path}"
     missing = [b for b in ["git", *binaries] if shutil.which(b, path=path) is None]
-    return {"missing": missing, "version": __version__, "ip": _node_ip()}
+    return {"missing": missing, "version": __version__}
 
 
 def _signal_handlers() -> dict[int, Any]:
@@ -113,10 +113,6 @@ def _first_line(exc: Exception) -> str:
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
 
 
-def _lost(proc_argv: Sequence[str], cwd: Path, why: str) -> ProcResult:
-    return ProcResult(tuple(proc_argv), cwd, None, "", "", 0.0, lost=why)
-
-
 class RayCluster:
     """The cluster side of one swarm: connection, preflight, one actor per worker."""
 
@@ -144,6 +140,7 @@ class RayCluster:
         self._slots: threading.BoundedSemaphore | None = None
         self._resources: dict[str, RaySection] = {}
         self._secrets: dict[str, str] = {}
+        self._inherit: tuple[str, ...] = ()
         self._identity: dict[str, str] = {}
         self._swarm_id = ""
         self._root = Path()
@@ -168,6 +165,9 @@ class RayCluster:
         self._root = repo_root
         self._resources = dict(resources)
         self._secrets = dict(secrets)
+        # Taken from each node's own environment: the base variables, and the keys, which the
+        # actors' runtime environment carries.
+        self._inherit = tuple(sorted({*BASE_ENV, *self._secrets}))
         self._identity = dict(identity)
         self._fakes = fakes
         self._slots = threading.BoundedSemaphore(max_agents) if max_agents else None
@@ -234,7 +234,8 @@ class RayCluster:
             self._actors.clear()
         self._each(actors, "close")
         for actor in actors:
-            ray.kill(actor.handle, no_restart=True)
+            with contextlib.suppress(ray.exceptions.RayError):
+                ray.kill(actor.handle, no_restart=True)
         if self._connected:
             ray.shutdown()
             self._connected = False
@@ -261,7 +262,7 @@ class RayCluster:
         sandboxed: bool,
     ) -> ProcResult:
         if self._stopping:
-            return ProcResult(tuple(argv), cwd, None, "", "", 0.0, cancelled=True)
+            return ProcResult.unstarted(argv, cwd, cancelled=True)
         with self._slots or contextlib.nullcontext():  # max_concurrent_agents
             start = time.monotonic()
             actor = self._actor(worker)
@@ -270,7 +271,7 @@ class RayCluster:
             sent = time.monotonic()
             state = capture(cwd)
             bundle = pack(self._root, state, actor.known, name=worker)
-            inherit = tuple(sorted({*BASE_ENV, *self._secrets}))
+            inherit = self._inherit
             # The CLI by its name, found on the node's PATH (the path here is this machine's),
             # unless it is a file of the project, which the node has at its own path.
             program = Path(argv[0])
@@ -300,9 +301,7 @@ class RayCluster:
             except ray.exceptions.RayTaskError as exc:  # our code failed on the node (a git step)
                 actor.known = set()  # what it holds is unsure now: the next bundle is a whole one
                 why = str(exc.cause if exc.cause is not None else exc).strip().splitlines()[-1]
-                return ProcResult(
-                    tuple(argv), cwd, None, "", "", time.monotonic() - start, spawn_error=why
-                )
+                return ProcResult.unstarted(argv, cwd, time.monotonic() - start, spawn_error=why)
             except ray.exceptions.RayError as exc:
                 return self._node_lost(worker, actor, argv, cwd, exc)
             if on_output is not None:
@@ -341,7 +340,7 @@ class RayCluster:
                 with contextlib.suppress(ray.exceptions.RayError):
                     ray.kill(placed.handle, no_restart=True)
             time.sleep(1.0 + attempt)  # for the cluster to declare the node dead
-        return ProcResult((), self._root, None, "", "", 0.0, lost=why or "stopped")
+        return ProcResult.unstarted((), self._root, lost=why or "stopped")
 
     def _place(self, worker: str) -> _Actor | ProcResult:
         with self._lock:
@@ -375,9 +374,9 @@ class RayCluster:
                 f"worker {worker} could not be placed on the cluster in "
                 f"{self.placement_timeout:g} s: no node has what it asks for ({asked or 'a CPU'})"
             )
-            return ProcResult((), self._root, None, "", "", 0.0, spawn_error=why)
+            return ProcResult.unstarted((), self._root, spawn_error=why)
         except ray.exceptions.RayError as exc:
-            return ProcResult((), self._root, None, "", "", 0.0, lost=_first_line(exc))
+            return ProcResult.unstarted((), self._root, lost=_first_line(exc))
         return actor
 
     def _node_lost(
@@ -396,7 +395,7 @@ class RayCluster:
             )
         with contextlib.suppress(ray.exceptions.RayError):
             ray.kill(actor.handle, no_restart=True)
-        return _lost(argv, cwd, why)
+        return ProcResult.unstarted(argv, cwd, lost=why)
 
     def _files(self, cwd: Path, argv: Sequence[str], env: Mapping[str, str]) -> dict[str, bytes]:
         """The task queue, and the project's files a call names outside its worktree (the

@@ -20,6 +20,7 @@ under ``refs/oompa-transfer/`` of the sender for the moment it is made.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable
@@ -80,21 +81,33 @@ def _git_dir(worktree: Path) -> Path:
 
 def capture(worktree: Path, main: str = "main") -> TreeState:
     """The worktree's state; commits what is uncommitted as a loose commit (no ref moves)."""
-    branch = git(worktree, "symbolic-ref", "--short", "HEAD").strip()
-    head = git(worktree, "rev-parse", "HEAD").strip()
+    # One rev-parse for what five would ask: git dir, HEAD, its tree, main, the branch.
+    out = git(
+        worktree, "rev-parse", "--absolute-git-dir", "HEAD", "HEAD^{tree}", main,
+        "--symbolic-full-name", "HEAD",
+    )  # fmt: skip
+    git_dir, head, head_tree, main_sha, ref = out.split()
+    if not ref.startswith("refs/heads/"):
+        raise TransferError(f"{worktree} is not on a branch (HEAD is {head})")
     with tempfile.TemporaryDirectory(prefix="oompa-index-") as tmp:
-        index = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-        git(worktree, "read-tree", "HEAD", env=index)
-        git(worktree, "add", "-A", env=index)
-        files = git(worktree, "write-tree", env=index).strip()
+        # A copy of the worktree's own index: its stat data spares `add -A` hashing every
+        # file again; the worktree's index itself is not touched.
+        index = Path(tmp) / "index"
+        env = {"GIT_INDEX_FILE": str(index)}
+        if (Path(git_dir) / "index").is_file():
+            shutil.copyfile(Path(git_dir) / "index", index)
+        else:
+            git(worktree, "read-tree", "HEAD", env=env)
+        git(worktree, "add", "-A", env=env)
+        files = git(worktree, "write-tree", env=env).strip()
     tree = head
-    if files != git(worktree, "rev-parse", "HEAD^{tree}").strip():
+    if files != head_tree:
         tree = git(
             worktree, "commit-tree", files, "-p", head, "-m", "oompa: working tree", env=_IDENTITY
         ).strip()
-    merging = _git_dir(worktree) / "MERGE_HEAD"
+    merging = Path(git_dir) / "MERGE_HEAD"
     merge_head = merging.read_text().split()[0] if merging.is_file() else None
-    return TreeState(branch, head, tree, git(worktree, "rev-parse", main).strip(), merge_head)
+    return TreeState(ref.removeprefix("refs/heads/"), head, tree, main_sha, merge_head)
 
 
 def pack(repo: Path, state: TreeState, known: Iterable[str], name: str) -> bytes | None:
