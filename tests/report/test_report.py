@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.run_meta import oompa_run
 
 from pytest_oompa import GitRepo
 from pytest_oompa.core.config import resolve
@@ -551,25 +552,7 @@ def test_heartbeat_decides_running_or_cut_off(tmp_path):
     run = RunFolder(tmp_path, {"w0": 2})
     run.iteration("w0", "working", 5, 4)
     sid = run.store.swarm_id
-    meta = {
-        "swarm-id": sid,
-        "status": "running",
-        "started-at": iso(0),
-        "finished-at": None,
-        "exit-status": None,
-        "tool-version": "0.1.0",
-        "python-version": "3.11.9",
-        "pytest-version": None,
-        "harness-versions": {},
-        "config-file": "/p/oompa.json",
-        "config": {},
-        "prompts": {},
-        "repo": "/p",
-        "main-before": None,
-        "main-after": None,
-        "pid": 1,
-        "host": "h",
-    }
+    meta = oompa_run(sid, "running", iso(0))
     run.write_json("oompa-run.json", meta)
     beat = {
         "swarm-id": sid,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.run_meta import oompa_run
 
 from pytest_oompa.report import load_run, render_report
 from pytest_oompa.runs.artifacts import ArtifactStore, validate_artifact
@@ -291,30 +292,16 @@ def mixed_run(runs: Path, *, finished: bool = True, pid: int | None = None) -> P
                 ],
             }
         )
-        (run_dir / "oompa-run.json").write_text(
-            json.dumps(
-                {
-                    "swarm-id": SID,
-                    "status": "interrupted",
-                    "started-at": iso(0),
-                    "finished-at": iso(50),
-                    "exit-status": 2,
-                    "tool-version": "0.9.0",
-                    "python-version": "3.11.9",
-                    "pytest-version": "8.3.3",
-                    "harness-versions": {},
-                    "config-file": "/p/oompa.json",
-                    "config": {},
-                    "prompts": {},
-                    "repo": "/p",
-                    "main-before": None,
-                    "main-after": None,
-                    "pid": 1,
-                    "host": "h",
-                }
-            ),
-            encoding="utf-8",
+        meta = oompa_run(
+            SID,
+            "interrupted",
+            iso(0),
+            finished_at=iso(50),
+            exit_status=2,
+            tool_version="0.9.0",
+            pytest_version="8.3.3",
         )
+        (run_dir / "oompa-run.json").write_text(json.dumps(meta), encoding="utf-8")
         events.stopped("interrupted", stopped_at=iso(50))
     else:
         events.worker_running("w0", 3)  # counts iterations as cycles, in 0.7.0 mode

@@ -12,6 +12,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, ClassVar
 
+from support.run_meta import oompa_run
+
 from pytest_oompa.report import render_report
 from pytest_oompa.report.markup import to_html
 from pytest_oompa.report.model import Call, load_run
@@ -220,30 +222,9 @@ class WorkRun:
         return n
 
     def meta(self, status: str) -> None:
-        (self.dir / "oompa-run.json").write_text(
-            json.dumps(
-                {
-                    "swarm-id": SID,
-                    "status": status,
-                    "started-at": iso(0),
-                    "finished-at": None if status == "running" else iso(60),
-                    "exit-status": None if status == "running" else 0,
-                    "tool-version": "0.1.0",
-                    "python-version": "3.11.9",
-                    "pytest-version": None,
-                    "harness-versions": {},
-                    "config-file": "/p/oompa.json",
-                    "config": {},
-                    "prompts": {},
-                    "repo": "/p",
-                    "main-before": None,
-                    "main-after": None,
-                    "pid": 1,
-                    "host": "h",
-                }
-            ),
-            encoding="utf-8",
-        )
+        done = {} if status == "running" else {"finished_at": iso(60), "exit_status": 0}
+        meta = oompa_run(SID, status, iso(0), **done)
+        (self.dir / "oompa-run.json").write_text(json.dumps(meta), encoding="utf-8")
 
     def heartbeat(self, at: float) -> None:
         (self.dir / "heartbeat.json").write_text(
